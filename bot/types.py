@@ -1,0 +1,243 @@
+"""Domain values shared by the engine, the channels and training.
+
+Everything here is a frozen dataclass or an enum: typed values cross every boundary, and
+pydantic models exist only for the wire format (``channels/protocol.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+
+from bot.errors import IllegalTransition
+
+
+class Role(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    AGENT = "agent"
+
+
+class ConversationStatus(StrEnum):
+    """Lifecycle of a conversation (DESIGN §4): bot -> waiting -> agent -> bot | closed."""
+
+    BOT = "bot"
+    WAITING = "waiting"
+    AGENT = "agent"
+    CLOSED = "closed"
+
+    def check_transition(self, target: ConversationStatus) -> ConversationStatus:
+        """Return ``target`` if moving there from ``self`` is legal, else raise."""
+        if target not in _TRANSITIONS[self]:
+            allowed = ", ".join(sorted(s.value for s in _TRANSITIONS[self])) or "none"
+            raise IllegalTransition(
+                f"cannot move a conversation from {self.value!r} to {target.value!r}; "
+                f"from {self.value!r} the allowed statuses are: {allowed}"
+            )
+        return target
+
+
+_TRANSITIONS: dict[ConversationStatus, frozenset[ConversationStatus]] = {
+    ConversationStatus.BOT: frozenset({ConversationStatus.WAITING, ConversationStatus.CLOSED}),
+    ConversationStatus.WAITING: frozenset(
+        {ConversationStatus.AGENT, ConversationStatus.BOT, ConversationStatus.CLOSED}
+    ),
+    ConversationStatus.AGENT: frozenset({ConversationStatus.BOT, ConversationStatus.CLOSED}),
+    ConversationStatus.CLOSED: frozenset(),
+}
+
+
+# --- the bot definition (bot.yml) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Button:
+    title: str
+    payload: str
+
+
+@dataclass(frozen=True)
+class ResponseVariant:
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(frozen=True)
+class Response:
+    name: str
+    variants: tuple[ResponseVariant, ...]
+
+
+@dataclass(frozen=True)
+class Intent:
+    name: str
+    examples: tuple[str, ...]
+    response: str | None = None
+    """Name of the response to answer with (default ``utter_<intent>`` when it exists)."""
+    action: str | None = None
+    """Name of a custom (rasa-sdk) action to run instead of a response."""
+    escalate: bool = False
+    """Always hand this intent to a person."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    intent: float = 0.5
+    """Minimum calibrated probability of the top intent to act on it."""
+    retrieval: float = 0.75
+    """Minimum ranker score of a retrieved agent reply to send it."""
+    out_of_scope: float = 0.5
+    """Out-of-scope score above which a message is treated as out of scope."""
+    low_confidence_turns: int = 2
+    """Consecutive low-confidence / out-of-scope turns after which the bot escalates."""
+
+
+@dataclass(frozen=True)
+class ActionSettings:
+    module: str | None = None
+    """Python module (in the bot folder) with rasa-sdk actions, run in-process."""
+    url: str | None = None
+    """Remote rasa-sdk action server webhook URL, e.g. ``http://127.0.0.1:5055/webhook``."""
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Messages:
+    """What the bot says in situations no intent covers."""
+
+    clarify: str = "Sorry, I'm not sure I understood. Did you mean one of these?"
+    out_of_scope: str = "Sorry, I can't help with that here."
+    escalate: str = "I'm passing you to a member of our team. Someone will be with you shortly."
+    action_failed: str = (
+        "Sorry, something went wrong on our side while I was looking that up. "
+        "Would you like to talk to a person?"
+    )
+    talk_to_person_button: str = "Talk to a person"
+
+
+@dataclass(frozen=True)
+class BotDefinition:
+    name: str
+    intents: tuple[Intent, ...]
+    responses: Mapping[str, Response]
+    thresholds: Thresholds = Thresholds()
+    actions: ActionSettings = ActionSettings()
+    entities: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Entity name -> regular expression; the first match (group 1 if any) is the value."""
+    messages: Messages = Messages()
+    human_intent: str | None = None
+    """The intent that means "I want a person" (an escalation with reason ``requested``)."""
+    root: Path | None = None
+    """Folder the definition was loaded from, if any."""
+
+    def intent(self, name: str) -> Intent:
+        for intent in self.intents:
+            if intent.name == name:
+                return intent
+        raise KeyError(name)
+
+    def response_for(self, intent: Intent) -> Response | None:
+        name = intent.response or f"utter_{intent.name}"
+        return self.responses.get(name)
+
+
+# --- a conversation as the engine sees it ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Role
+    text: str
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    status: ConversationStatus
+    turns: tuple[Turn, ...] = ()
+    low_confidence_streak: int = 0
+    """Consecutive bot turns before this one that ended in clarify / out-of-scope."""
+
+
+# --- model outputs, computed before the engine is called ---------------------------------
+
+
+@dataclass(frozen=True)
+class IntentScore:
+    name: str
+    probability: float
+
+
+class CandidateSource(StrEnum):
+    INTENT = "intent"
+    RETRIEVAL = "retrieval"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A reply the ranker scored against the context; ``score`` is in [0, 1]."""
+
+    text: str
+    source: CandidateSource
+    score: float
+    intent: str | None = None
+    conversation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    intents: tuple[IntentScore, ...]
+    """Sorted by probability, highest first."""
+    out_of_scope: float
+    candidates: tuple[Candidate, ...] = ()
+    """Sorted by score, highest first."""
+
+    @property
+    def top_intent(self) -> IntentScore | None:
+        return self.intents[0] if self.intents else None
+
+
+# --- decisions ---------------------------------------------------------------------------
+
+
+class EscalationReason(StrEnum):
+    REQUESTED = "requested"
+    LOW_CONFIDENCE = "low_confidence"
+    RULE = "rule"
+    ACTION_FAILED = "action_failed"
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    buttons: tuple[Button, ...] = ()
+    intent: str | None = None
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class RunAction:
+    name: str
+    intent: str
+    entities: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Clarify:
+    text: str
+    buttons: tuple[Button, ...] = ()
+    out_of_scope: bool = False
+
+
+@dataclass(frozen=True)
+class Escalate:
+    reason: EscalationReason
+    text: str
+
+
+Decision = Reply | RunAction | Clarify | Escalate

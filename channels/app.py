@@ -1,0 +1,58 @@
+"""The FastAPI app factory: a lifespan that loads models once, and thin routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+
+from channels.inference import Analyzer
+from channels.runtime import Runtime
+from channels.settings import Settings
+from channels.ws import chat_socket
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, *, model: Analyzer | None = None) -> FastAPI:
+    """Build the app; ``model`` replaces the registry's bundle (tests, embedding)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings, model)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="Frontdesk", version="0.1.0", lifespan=lifespan)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/widget.js", include_in_schema=False)
+    async def widget() -> FileResponse:
+        return FileResponse(STATIC / "widget.js", media_type="text/javascript")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        store_ok = await runtime.store.ping()
+        body = {"model": runtime.batcher.model.version, "store": store_ok}
+        return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    @app.websocket("/ws/chat")
+    async def ws_chat(ws: WebSocket) -> None:
+        await chat_socket(ws, ws.app.state.runtime)
+
+    return app

@@ -1,0 +1,43 @@
+"""The exception root of ``channels`` and the one place errors map to wire codes."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    """Websocket close codes of ``/ws/chat`` (documented in docs/protocol.md)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    TOO_BIG = 1009
+    """A frame larger than ``FRONTDESK_MAX_FRAME_BYTES``."""
+    SERVER_ERROR = 1011
+    BAD_TOKEN = 4401
+    """``hello`` named a conversation with a missing or wrong token."""
+    NOT_READY = 4503
+    """No model bundle is loaded yet."""
+    FLOODING = 4429
+    """More messages than the rate limit allows."""
+
+
+class ChannelError(Exception):
+    """Root of every error raised by ``channels``; ``code`` goes into ``error`` frames."""
+
+    code = "internal_error"
+
+
+class BadFrame(ChannelError):
+    code = "bad_frame"
+
+
+class ConversationClosed(ChannelError):
+    code = "conversation_closed"
+
+
+class NotReady(ChannelError):
+    code = "not_ready"
+
+
+class ActionFailed(ChannelError):
+    code = "action_failed"

@@ -1,0 +1,105 @@
+"""Model inference off the event loop, in a micro-batcher (DESIGN §2).
+
+Concurrent requests are gathered for ``wait_ms`` (or up to ``batch_size``) and analysed in
+one encoder pass on a worker thread; results are fanned out to the waiting callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from bot.types import Candidate, CandidateSource, IntentScore, ModelOutputs
+from retrieval.bundle import Analysis
+
+log = logging.getLogger(__name__)
+
+
+class Analyzer(Protocol):
+    """What a model bundle offers the server (``retrieval.bundle.Bundle``)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def analyze(self, texts: list[str], k: int = 5) -> list[Analysis]: ...
+
+
+def to_model_outputs(analysis: Analysis) -> ModelOutputs:
+    """Retrieval's arrays-turned-values -> the engine's input."""
+    return ModelOutputs(
+        intents=tuple(IntentScore(name, p) for name, p in analysis.intents),
+        out_of_scope=analysis.out_of_scope,
+        candidates=tuple(
+            Candidate(
+                text=r.text,
+                source=CandidateSource.RETRIEVAL,
+                score=r.score,
+                conversation_id=r.conversation_id,
+            )
+            for r in analysis.replies
+        ),
+    )
+
+
+_Pending = tuple[str, asyncio.Future[ModelOutputs]]
+
+
+class MicroBatcher:
+    def __init__(self, model: Analyzer, *, wait_ms: float = 3.0, batch_size: int = 32) -> None:
+        self.model = model
+        self.wait_s = wait_ms / 1000.0
+        self.batch_size = batch_size
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    def swap(self, model: Analyzer) -> None:
+        """Use ``model`` from the next batch on (hot reload)."""
+        self.model = model
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="frontdesk-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def analyze(self, text: str) -> ModelOutputs:
+        future: asyncio.Future[ModelOutputs] = asyncio.get_running_loop().create_future()
+        await self._queue.put((text, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            deadline = asyncio.get_running_loop().time() + self.wait_s
+            while len(batch) < self.batch_size:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            # drain whatever else is already waiting, up to the batch size
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            model = self.model
+            try:
+                results = await asyncio.to_thread(model.analyze, [text for text, _ in batch])
+            except Exception as exc:
+                log.exception("inference failed for a batch of %d", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            for (_, future), analysis in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(to_model_outputs(analysis))

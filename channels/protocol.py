@@ -1,0 +1,88 @@
+"""Wire format of the widget websocket ``/ws/chat`` (DESIGN §7). Pydantic lives here only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from channels.errors import BadFrame
+from channels.store import StoredEvent
+
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hello(_Frame):
+    type: Literal["hello"]
+    conversation_id: str | None = None
+    token: str | None = None
+    last_seq: Annotated[int, Field(ge=0)] = 0
+
+
+class MessageIn(_Frame):
+    type: Literal["message"]
+    client_id: ClientId
+    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+ClientFrame = Annotated[Hello | MessageIn, Field(discriminator="type")]
+_client_frame: TypeAdapter[Hello | MessageIn] = TypeAdapter(ClientFrame)
+
+
+def parse_client_frame(raw: str | bytes, max_text_chars: int) -> Hello | MessageIn:
+    """Parse one client frame or raise :class:`BadFrame` saying what was expected."""
+    try:
+        frame = _client_frame.validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "frame"
+        raise BadFrame(
+            f"{where}: {err['msg']}; expected a JSON object like "
+            '{"type": "hello", ...} or {"type": "message", "client_id": "...", "text": "..."}'
+        ) from exc
+    if isinstance(frame, MessageIn) and len(frame.text) > max_text_chars:
+        raise BadFrame(f"text: at most {max_text_chars} characters, got {len(frame.text)}")
+    return frame
+
+
+def welcome(conversation_id: str, token: str, seq: int) -> dict[str, Any]:
+    return {"type": "welcome", "conversation_id": conversation_id, "token": token, "seq": seq}
+
+
+def ack(client_id: str, seq: int) -> dict[str, Any]:
+    return {"type": "ack", "client_id": client_id, "seq": seq}
+
+
+def typing(role: str = "bot") -> dict[str, Any]:
+    return {"type": "typing", "role": role}
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "message": message}
+
+
+def event_frame(event: StoredEvent) -> dict[str, Any]:
+    """A stored event as the client sees it."""
+    if event.kind == "status":
+        return {
+            "type": "status",
+            "seq": event.seq,
+            "status": event.payload.get("status"),
+            "reason": event.payload.get("reason"),
+        }
+    frame: dict[str, Any] = {
+        "type": "message",
+        "seq": event.seq,
+        "role": event.role.value if event.role else None,
+        "text": event.text,
+    }
+    buttons = event.payload.get("buttons")
+    if buttons:
+        frame["buttons"] = buttons
+    if event.client_id is not None:
+        frame["client_id"] = event.client_id
+    return frame

@@ -1,0 +1,78 @@
+"""Everything a running server holds, built once in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.definition import load_bot
+from bot.engine import Engine
+from bot.types import BotDefinition
+from channels.actions import ActionRunner, make_runner
+from channels.bus import InProcessBus
+from channels.errors import NotReady
+from channels.inference import Analyzer, MicroBatcher
+from channels.service import ConversationService
+from channels.settings import Settings
+from channels.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    definition: BotDefinition
+    store: Store
+    bus: InProcessBus
+    batcher: MicroBatcher
+    actions: ActionRunner
+    service: ConversationService
+
+    @classmethod
+    async def start(cls, settings: Settings, model: Analyzer | None = None) -> Runtime:
+        definition = load_bot(settings.bot)
+        if model is None:
+            model = await asyncio.to_thread(load_current_bundle, settings.models_dir, definition)
+        store = await Store.open(settings.store_url())
+        bus = InProcessBus()
+        batcher = MicroBatcher(model, wait_ms=settings.batch_wait_ms,
+                               batch_size=settings.batch_size)
+        batcher.start()
+        actions = make_runner(definition, settings.action_url)
+        service = ConversationService(store, Engine(definition), batcher, actions, bus)
+        return cls(settings, definition, store, bus, batcher, actions, service)
+
+    async def stop(self) -> None:
+        await self.service.drain()
+        await self.batcher.stop()
+        await self.actions.aclose()
+        await self.store.close()
+
+
+def load_current_bundle(models_dir: Path, definition: BotDefinition) -> Analyzer:
+    """Load the registry's current bundle and check it was trained for ``definition``."""
+    from retrieval.bundle import Bundle
+    from retrieval.registry import Registry
+
+    path = Registry(models_dir).current_path()
+    if path is None:
+        raise NotReady(
+            f"no trained model in {models_dir}; run `frontdesk train --bot {definition.root}` "
+            "(or `make demo`) first"
+        )
+    bundle = Bundle.load(path)
+    trained = set(bundle.head.labels)
+    defined = {intent.name for intent in definition.intents}
+    if trained != defined:
+        missing = ", ".join(sorted(defined - trained)) or "-"
+        extra = ", ".join(sorted(trained - defined)) or "-"
+        raise NotReady(
+            f"model {bundle.version} was trained for other intents than {definition.name} "
+            f"(not in the model: {missing}; only in the model: {extra}); retrain the bot"
+        )
+    log.info("loaded model bundle %s (%d intents, %d indexed turns)",
+             bundle.version, len(trained), len(bundle.index))
+    return bundle

@@ -1,0 +1,149 @@
+"""The widget websocket ``/ws/chat`` (DESIGN §7; close codes in ``channels/errors.py``).
+
+One reader (this coroutine) and one writer task per connection; everything outbound goes
+through a bounded queue to the writer, which drops events the client already has (by seq).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from channels import protocol
+from channels.bus import Subscription
+from channels.errors import BadFrame, ChannelError, CloseCode
+from channels.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SEND_QUEUE = 512
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, runtime: Runtime) -> None:
+        self.ws = ws
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE)
+        self.sent: set[int] = set()
+        self.conversation_id: str | None = None
+        self.subscription: Subscription | None = None
+        self.arrivals: deque[float] = deque()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def serve(self) -> None:
+        await self.ws.accept()
+        self.tasks.append(asyncio.create_task(self._write()))
+        try:
+            await self._read()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            if self.subscription is not None:
+                self.subscription.close()
+            for task in self.tasks:
+                task.cancel()
+            for task in self.tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                data = message.get("bytes") or b""
+                raw = data.decode("utf-8", errors="replace")
+            if len(raw.encode("utf-8")) > self.settings.max_frame_bytes:
+                await self._close(CloseCode.TOO_BIG,
+                                  f"frame larger than {self.settings.max_frame_bytes} bytes")
+                return
+            try:
+                frame = protocol.parse_client_frame(raw, self.settings.max_text_chars)
+                if isinstance(frame, protocol.Hello):
+                    if not await self._hello(frame):
+                        return
+                else:
+                    if self._flooding():
+                        await self._close(CloseCode.FLOODING, "too many messages; slow down")
+                        return
+                    await self._message(frame)
+            except ChannelError as exc:
+                await self.outbox.put(protocol.error(exc.code, str(exc)))
+
+    async def _hello(self, hello: protocol.Hello) -> bool:
+        if self.conversation_id is not None:
+            raise BadFrame("hello: this connection already has a conversation")
+        store = self.runtime.store
+        if hello.conversation_id is None:
+            record, token = await self.runtime.service.open("web")
+        else:
+            token = hello.token or ""
+            found = await store.get_conversation(hello.conversation_id)
+            if found is None or not await store.check_token(hello.conversation_id, token):
+                await self._close(CloseCode.BAD_TOKEN, "unknown conversation or wrong token")
+                return False
+            record = found
+        self.conversation_id = record.id
+        self.subscription = self.runtime.bus.subscribe(record.id)  # before the replay
+        await self.outbox.put(protocol.welcome(record.id, token, record.last_seq))
+        for event in await store.events_after(record.id, hello.last_seq,
+                                              self.settings.replay_limit):
+            await self.outbox.put(protocol.event_frame(event))
+        self.tasks.append(asyncio.create_task(self._forward(self.subscription)))
+        return True
+
+    async def _message(self, frame: protocol.MessageIn) -> None:
+        if self.conversation_id is None:
+            raise BadFrame("message: send a `hello` frame first")
+        service = self.runtime.service
+        event, created = await service.accept(self.conversation_id, frame.client_id, frame.text)
+        self.sent.add(event.seq)  # the ack stands for the message itself
+        await self.outbox.put(protocol.ack(frame.client_id, event.seq))
+        if created:
+            service.respond_later(event)
+
+    async def _forward(self, subscription: Subscription) -> None:
+        while True:
+            frame = await subscription.get()
+            await self.outbox.put(frame)
+
+    async def _write(self) -> None:
+        while True:
+            frame = await self.outbox.get()
+            if frame is None:
+                return
+            seq = frame.get("seq")
+            if frame["type"] in {"message", "status"} and isinstance(seq, int):
+                if seq in self.sent:
+                    continue
+                self.sent.add(seq)
+            await self.ws.send_json(frame)
+
+    def _flooding(self) -> bool:
+        now = time.monotonic()
+        window = self.settings.rate_limit_window_s
+        while self.arrivals and now - self.arrivals[0] > window:
+            self.arrivals.popleft()
+        self.arrivals.append(now)
+        return len(self.arrivals) > self.settings.rate_limit_messages
+
+    async def _close(self, code: CloseCode, reason: str) -> None:
+        # let the writer flush what is queued before closing
+        await self.outbox.put(None)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(self.tasks[0], 1.0)
+        with contextlib.suppress(RuntimeError):
+            await self.ws.close(code=int(code), reason=reason)
+
+
+async def chat_socket(ws: WebSocket, runtime: Runtime) -> None:
+    await Connection(ws, runtime).serve()

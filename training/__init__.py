@@ -1,0 +1,1 @@
+"""Fine-tuning, evaluation, model bundles and the retrain loop. Imports torch lazily."""

@@ -1,0 +1,134 @@
+"""``frontdesk train``: a bot folder (+ historical dialogues) -> a published model bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.definition import load_bot
+from retrieval import bundle as bundle_files
+from retrieval.chatlog import ReadProblem, read_logs
+from retrieval.encoder import Encoder, base_model_path
+from retrieval.index import DialogueIndex
+from retrieval.pairs import reply_pairs
+from retrieval.registry import Registry
+from training.args import TrainingArguments
+from training.intents import train_intents
+
+log = logging.getLogger(__name__)
+
+DIALOGUES_FILE = "dialogues.jsonl"
+
+
+def bot_digest(bot_dir: Path) -> str:
+    """Fingerprint of what a model is trained from: bot.yml and the default dialogues."""
+    digest = hashlib.sha256()
+    for name in ("bot.yml", DIALOGUES_FILE):
+        path = bot_dir / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def is_stale(bot_dir: Path, registry: Registry) -> bool:
+    """True when there is no current model or it was trained from another bot folder state."""
+    current = registry.current_path()
+    if current is None:
+        return True
+    try:
+        manifest = json.loads((current / bundle_files.MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True
+    return bool(manifest.get("bot_digest") != bot_digest(bot_dir))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    version: str
+    path: Path
+    intents: int
+    examples: int
+    indexed_turns: int
+    log_problems: tuple[ReadProblem, ...]
+    seconds: float
+
+
+def train_bot(
+    bot_dir: Path,
+    registry: Registry,
+    *,
+    logs: list[Path] | None = None,
+    args: TrainingArguments | None = None,
+    base_model: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the intent classifier, index the dialogues, and publish the bundle."""
+    started = time.perf_counter()
+    args = args or TrainingArguments()
+    definition = load_bot(bot_dir)
+    texts = [ex for intent in definition.intents for ex in intent.examples]
+    labels = [intent.name for intent in definition.intents for _ in intent.examples]
+
+    device = args.resolved_device()
+    encoder = Encoder(base_model or base_model_path(), device=device, max_length=args.max_length)
+    head = train_intents(encoder, texts, labels, args, progress=progress)
+
+    sources = list(logs) if logs is not None else _default_logs(bot_dir)
+    problems: list[ReadProblem] = []
+    chat_logs = []
+    for source in sources:
+        result = read_logs(source)
+        chat_logs.extend(result.logs)
+        problems.extend(result.problems)
+    pairs = reply_pairs(chat_logs)
+    index = DialogueIndex(encoder.dim)
+    if pairs:
+        contexts = encoder.encode([p.context for p in pairs])
+        replies = encoder.encode([p.reply for p in pairs])
+        index.add(pairs, contexts, replies)
+
+    registry.root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.root))
+    try:
+        encoder.save(staging / bundle_files.ENCODER_DIR)
+        head.save(staging / bundle_files.HEAD_FILE)
+        index.save(staging / bundle_files.INDEX_DIR)
+        args.save(staging / "training_args.json")
+        manifest = {
+            "format": bundle_files.FORMAT,
+            "bot": definition.name,
+            "bot_digest": bot_digest(bot_dir),
+            "created_at": datetime.now(UTC).isoformat(),
+            "intents": list(head.labels),
+            "examples": len(texts),
+            "indexed_turns": len(index),
+            "dialogue_sources": [str(s) for s in sources],
+            "device": device,
+            "training_args": asdict(args),
+        }
+        (staging / bundle_files.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        version = registry.publish(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return TrainResult(
+        version=version,
+        path=registry.root / version,
+        intents=len(head.labels),
+        examples=len(texts),
+        indexed_turns=len(index),
+        log_problems=tuple(problems),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _default_logs(bot_dir: Path) -> list[Path]:
+    path = bot_dir / DIALOGUES_FILE
+    return [path] if path.is_file() else []
