@@ -88,10 +88,21 @@ class BotFile(_Strict):
 
 
 def load_bot(folder: Path | str) -> BotDefinition:
-    """Load ``bot.yml`` from a bot folder (or the path of the file itself)."""
+    """Load a bot: a folder with ``bot.yml`` (or a Rasa project), or the file itself."""
     path = Path(folder)
     if path.is_dir():
+        if not (path / BOT_FILE).is_file():
+            from bot.rasa_import import find_rasa_files, import_rasa
+
+            rasa = find_rasa_files(path)
+            if rasa is not None:
+                return import_rasa(*rasa, name=path.name)
         path = path / BOT_FILE
+    elif path.name in {"nlu.yml", "nlu.yaml"}:
+        from bot.rasa_import import import_rasa
+
+        domain = path.parent / "domain.yml"
+        return import_rasa(path, domain if domain.is_file() else None)
     source = YamlSource.read(path)
     return parse_bot(source)
 
@@ -107,7 +118,9 @@ def parse_bot(source: YamlSource) -> BotDefinition:
 
 
 def _first_error(source: YamlSource, exc: ValidationError) -> DefinitionError:
-    err = exc.errors()[0]
+    # An unknown key usually explains a "field required" next to it: report it first.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
     loc = [part for part in err["loc"] if not _is_union_tag(part)]
     field = ".".join(str(p) for p in loc) or "(top level)"
     got = err.get("input")
@@ -131,6 +144,10 @@ def _to_domain(source: YamlSource, spec: BotFile) -> BotDefinition:
         name: Response(name=name, variants=tuple(_variant(v) for v in variants))
         for name, variants in spec.responses.items()
     }
+    if spec.human_intent is not None and spec.human_intent not in spec.intents:
+        raise source.error(
+            ["human_intent"], f"human_intent: no intent named {spec.human_intent!r} in `intents`"
+        )
     intents: list[Intent] = []
     for name, item in spec.intents.items():
         if item.response is not None and item.response not in responses:
@@ -153,10 +170,6 @@ def _to_domain(source: YamlSource, spec: BotFile) -> BotDefinition:
                 action=item.action,
                 escalate=item.escalate,
             )
-        )
-    if spec.human_intent is not None and spec.human_intent not in spec.intents:
-        raise source.error(
-            ["human_intent"], f"human_intent: no intent named {spec.human_intent!r} in `intents`"
         )
     uses_actions = any(i.action for i in intents)
     if uses_actions and spec.actions.module is None and spec.actions.url is None:

@@ -93,7 +93,8 @@ class Engine:
             entities = extract_entities(self.definition.entities, text)
             return RunAction(name=intent.action, intent=intent.name, entities=entities)
         response = self.definition.response_for(intent)
-        assert response is not None  # the loader guarantees one of action / response
+        if response is None:  # an imported intent with no response: ask, don't guess
+            return Clarify(text=self.definition.messages.clarify, buttons=self._options(outputs))
         variant = response.variants[_bot_turns(conversation) % len(response.variants)]
         return Reply(text=variant.text, buttons=variant.buttons, intent=intent.name, score=score)
 

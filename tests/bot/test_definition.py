@@ -1,0 +1,108 @@
+"""bot.yml loading: a valid file becomes a BotDefinition; errors name file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.definition import load_bot
+from bot.errors import DefinitionError
+from bot.types import Button
+
+VALID = """\
+name: shop
+thresholds:
+  intent: 0.6
+  low_confidence_turns: 3
+actions:
+  module: actions
+entities:
+  order_number: '\\b(\\d{4})\\b'
+human_intent: human
+intents:
+  greet:
+    examples: [hi, hello]
+  order_status:
+    action: action_order_status
+    examples:
+      - where is my order
+  human:
+    examples: [a person please]
+  legal:
+    escalate: true
+    examples: [I will sue]
+responses:
+  utter_greet:
+    - text: Hi!
+      buttons:
+        - title: Track
+          payload: where is my order
+    - Hello!
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "bot.yml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_loads_a_valid_definition(tmp_path: Path) -> None:
+    """Every section of bot.yml lands in the typed definition."""
+    bot = load_bot(write(tmp_path, VALID))
+    assert bot.name == "shop"
+    assert [i.name for i in bot.intents] == ["greet", "order_status", "human", "legal"]
+    assert bot.intent("order_status").action == "action_order_status"
+    assert bot.intent("legal").escalate is True
+    assert bot.thresholds.intent == 0.6 and bot.thresholds.low_confidence_turns == 3
+    assert bot.thresholds.out_of_scope == 0.5  # default kept
+    greet = bot.response_for(bot.intent("greet"))
+    assert greet is not None
+    assert greet.variants[0].buttons == (Button("Track", "where is my order"),)
+    assert greet.variants[1].text == "Hello!"
+    assert bot.entities["order_number"] == r"\b(\d{4})\b"
+    assert bot.root == tmp_path.resolve()
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "line", "says"),
+    [
+        ("  intent: 0.6", "  intent: 1.6", 3, "thresholds.intent: Input should be less than or equal to 1"),
+        ("  greet:\n    examples: [hi, hello]", "  greet:\n    exampels: [hi]", 12,
+         "intents.greet.exampels: unknown key"),
+        ("    examples: [a person please]", "    examples: []", 18, "intents.human.examples"),
+        ("human_intent: human", "human_intent: nobody", 9, "no intent named 'nobody'"),
+        ("  module: actions", "  module: null", 6, "expected `actions.module`"),
+        ("'\\b(\\d{4})\\b'", "'(unclosed'", 8, "not a valid regular expression"),
+        ("  greet:\n    examples: [hi, hello]", "  greet:\n    examples: [hi, hello]\n    response: utter_nope",
+         13, "no response named 'utter_nope'"),
+        ("name: shop", "name: [shop", 2, "not valid YAML"),
+        ("  legal:\n    escalate: true\n", "  legal:\n", 20, "expected an `action`, a `response`"),
+    ],
+)
+def test_errors_name_file_and_line(
+    tmp_path: Path, replace: str, by: str, line: int, says: str
+) -> None:
+    """A malformed bot.yml raises an error with the file, the line and what was expected."""
+    assert replace in VALID
+    write(tmp_path, VALID.replace(replace, by))
+    with pytest.raises(DefinitionError) as err:
+        load_bot(tmp_path)
+    assert err.value.path == tmp_path / "bot.yml"
+    assert says in str(err.value)
+    assert err.value.line == line, str(err.value)
+    assert str(err.value).startswith(f"{tmp_path / 'bot.yml'}:{line}: ")
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    """A folder without bot.yml (nor Rasa files) says the file cannot be read."""
+    with pytest.raises(DefinitionError, match="cannot read the file"):
+        load_bot(tmp_path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    """A list at the top level is refused with line 1."""
+    write(tmp_path, "- a\n- b\n")
+    with pytest.raises(DefinitionError) as err:
+        load_bot(tmp_path)
+    assert err.value.line == 1
