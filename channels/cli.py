@@ -97,9 +97,13 @@ def _train(args: argparse.Namespace) -> int:
         targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
     result = train_bot(settings.bot, registry, logs=args.logs, args=targs,
                        progress=not args.json)
-    for problem in result.log_problems:
+    shown = 20
+    for problem in result.log_problems[:shown]:
         where = f"{problem.source}:{problem.line}" if problem.line else problem.source
         print(f"skipped {where}: {problem.message}", file=sys.stderr)
+    if len(result.log_problems) > shown:
+        print(f"... and {len(result.log_problems) - shown} more skipped records",
+              file=sys.stderr)
     if args.json:
         out = asdict(result)
         out["path"] = str(result.path)

@@ -1,0 +1,209 @@
+"""The widget websocket over a real server and real sockets, with the trained demo bot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from channels.settings import Settings
+from tests.channels.server import running_server
+
+Frame = dict[str, Any]
+ORDERS = json.loads((Path(__file__).resolve().parents[2] / "examples/shop/orders.json").read_text())
+
+
+@pytest.fixture
+def settings(tmp_path: Path, shop_home: Path) -> Settings:
+    return Settings(
+        home=shop_home,
+        bot=Path("examples/shop"),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+        rate_limit_messages=10,
+        rate_limit_window_s=5,
+        max_frame_bytes=4096,
+    )
+
+
+@pytest.fixture
+def server(settings: Settings, shop_bundle: Any) -> Iterator[str]:
+    with running_server(settings, model=shop_bundle) as address:
+        yield address
+
+
+async def hello(address: str, **fields: Any) -> tuple[ClientConnection, Frame]:
+    ws = await websockets.connect(f"ws://{address}/ws/chat")
+    await ws.send(json.dumps({"type": "hello", **fields}))
+    welcome = json.loads(await ws.recv())
+    return ws, welcome
+
+
+async def until(ws: ClientConnection, done: Any, timeout: float = 20) -> list[Frame]:
+    """Frames received until ``done(frame)`` is true for one (included)."""
+    frames: list[Frame] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            frames.append(frame)
+            if done(frame):
+                return frames
+
+
+def bot_message(frame: Frame) -> bool:
+    return frame["type"] == "message" and frame["role"] == "bot"
+
+
+async def ask(ws: ClientConnection, client_id: str, text: str) -> list[Frame]:
+    await ws.send(json.dumps({"type": "message", "client_id": client_id, "text": text}))
+    return await until(ws, bot_message)
+
+
+async def quiet(ws: ClientConnection, seconds: float = 0.5) -> list[Frame]:
+    """Whatever else arrives within ``seconds``."""
+    frames: list[Frame] = []
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                frames.append(json.loads(await ws.recv()))
+    except TimeoutError:
+        return frames
+
+
+async def test_order_status_comes_from_the_action(server: str) -> None:
+    """'where is my order 1042?' is acked, then answered by the custom action from orders.json."""
+    ws, welcome = await hello(server)
+    assert welcome["type"] == "welcome" and welcome["seq"] == 0 and welcome["token"]
+    frames = await ask(ws, "c1", "where is my order 1042?")
+    assert frames[0] == {"type": "ack", "client_id": "c1", "seq": 1}
+    answer = frames[-1]
+    assert answer["seq"] > 1
+    order = ORDERS["1042"]
+    assert "1042" in answer["text"]
+    assert order["status"] in answer["text"].lower() or order.get("tracking", "") in answer["text"]
+    await ws.close()
+
+
+async def test_asking_for_a_person_escalates(server: str) -> None:
+    """'I want to talk to a person' gets a handoff message and the status becomes waiting."""
+    ws, _ = await hello(server)
+    frames = await ask(ws, "c1", "I want to talk to a person")
+    frames += await until(ws, lambda f: f["type"] == "status")
+    status = frames[-1]
+    assert status["status"] == "waiting" and status["reason"] == "requested"
+    # a person handles it now: the bot stays silent
+    await ws.send(json.dumps({"type": "message", "client_id": "c2", "text": "hello?"}))
+    later = await quiet(ws, 1.5)
+    assert [f["type"] for f in later] == ["ack"]
+    await ws.close()
+
+
+async def test_reconnect_replays_exactly_the_missed_events(server: str) -> None:
+    """A client reconnecting with its token and last_seq gets every missed event once, in order."""
+    ws, welcome = await hello(server)
+    cid, token = welcome["conversation_id"], welcome["token"]
+    seen = await ask(ws, "a", "hi")
+    last_seq = max(f["seq"] for f in seen if "seq" in f)
+    # send two more messages and leave before reading the answers
+    await ws.send(json.dumps({"type": "message", "client_id": "b", "text": "how long does delivery take?"}))
+    await ws.send(json.dumps({"type": "message", "client_id": "c", "text": "I want to talk to a person"}))
+    await ws.close()
+    await asyncio.sleep(3)  # the server answers while the client is away
+
+    ws2, welcome2 = await hello(server, conversation_id=cid, token=token, last_seq=last_seq)
+    assert welcome2["conversation_id"] == cid
+    replay = await quiet(ws2, 1.5)
+    seqs = [f["seq"] for f in replay if "seq" in f]
+    assert seqs == list(range(last_seq + 1, welcome2["seq"] + 1))  # no gaps, no duplicates
+    kinds = [(f["type"], f.get("role")) for f in replay]
+    assert kinds[0] == ("message", "customer") and replay[0]["client_id"] == "b"
+    assert ("status", None) in kinds  # the escalation happened while away
+    # a full replay from 0 matches: same events, nothing lost
+    ws3, _ = await hello(server, conversation_id=cid, token=token, last_seq=0)
+    everything = await quiet(ws3, 1.5)
+    assert [f["seq"] for f in everything] == list(range(1, welcome2["seq"] + 1))
+    await ws2.close()
+    await ws3.close()
+
+
+async def test_retried_message_is_not_stored_or_answered_twice(server: str) -> None:
+    """Sending the same client_id again gets the original seq and no second answer."""
+    ws, _ = await hello(server)
+    first = await ask(ws, "same", "hi")
+    await ws.send(json.dumps({"type": "message", "client_id": "same", "text": "hi"}))
+    again = await quiet(ws, 1.5)
+    assert again == [{"type": "ack", "client_id": "same", "seq": first[0]["seq"]}]
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("not json", "bad_frame"),
+        ('{"type": "dance"}', "bad_frame"),
+        ('{"type": "message", "text": "no id"}', "bad_frame"),
+        ('{"type": "message", "client_id": "x", "text": "   "}', "bad_frame"),
+        ("[1, 2]", "bad_frame"),
+    ],
+)
+async def test_malformed_frames_get_an_error_and_the_socket_keeps_working(
+    server: str, raw: str, says: str
+) -> None:
+    """A bad frame gets an `error` frame; the same connection and others keep working."""
+    ws, _ = await hello(server)
+    other, _ = await hello(server)
+    await ws.send(raw)
+    error = json.loads(await ws.recv())
+    assert error["type"] == "error" and error["code"] == says and error["message"]
+    assert bot_message((await ask(ws, "ok", "hi"))[-1])
+    assert bot_message((await ask(other, "ok", "hi"))[-1])
+    await ws.close()
+    await other.close()
+
+
+async def test_message_before_hello_is_refused(server: str) -> None:
+    """A message before hello gets an error that says to send hello first."""
+    async with websockets.connect(f"ws://{server}/ws/chat") as ws:
+        await ws.send(json.dumps({"type": "message", "client_id": "x", "text": "hi"}))
+        error = json.loads(await ws.recv())
+        assert error["code"] == "bad_frame" and "hello" in error["message"]
+
+
+async def test_wrong_token_closes_with_4401(server: str) -> None:
+    """Another conversation's id with a wrong token is refused with close code 4401."""
+    ws, welcome = await hello(server)
+    await ws.close()
+    intruder = await websockets.connect(f"ws://{server}/ws/chat")
+    await intruder.send(json.dumps({"type": "hello", "conversation_id": welcome["conversation_id"],
+                                    "token": "guess", "last_seq": 0}))
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await intruder.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_oversized_frame_closes_with_1009(server: str) -> None:
+    """A frame over the size limit closes the socket with 1009; the server keeps serving."""
+    ws, _ = await hello(server)
+    await ws.send(json.dumps({"type": "message", "client_id": "big", "text": "x" * 10_000}))
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    again, welcome = await hello(server)
+    assert welcome["type"] == "welcome"
+    await again.close()
+
+
+async def test_flooding_closes_with_4429(server: str) -> None:
+    """More messages than the rate limit allows close the socket with 4429."""
+    ws, _ = await hello(server)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        for i in range(30):
+            await ws.send(json.dumps({"type": "message", "client_id": f"f{i}", "text": "hi"}))
+        while True:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
