@@ -88,7 +88,7 @@ class Intent:
 class Thresholds:
     intent: float = 0.5
     """Minimum calibrated probability of the top intent to act on it."""
-    retrieval: float = 0.75
+    retrieval: float = 0.7
     """Minimum ranker score of a retrieved agent reply to send it."""
     out_of_scope: float = 0.5
     """Out-of-scope score above which a message is treated as out of scope."""
