@@ -51,8 +51,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-async def wait_ready(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(url: str, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         try:
             async with websockets.connect(url) as ws:
@@ -61,7 +61,7 @@ async def wait_ready(url: str, timeout: float) -> None:
                 return
         except OSError:
             await asyncio.sleep(0.5)
-    raise TimeoutError(f"server at {url} not ready after {timeout}s")
+    raise TimeoutError(f"server at {url} not ready after {limit_s}s")
 
 
 async def measure(url: str, n: int) -> list[float]:
@@ -75,7 +75,9 @@ async def measure(url: str, n: int) -> list[float]:
             for _ in range(min(conversation_messages, n - sent)):
                 text = MESSAGES[sent % len(MESSAGES)]
                 start = time.perf_counter()
-                await ws.send(json.dumps({"type": "message", "client_id": f"m{sent}", "text": text}))
+                await ws.send(
+                    json.dumps({"type": "message", "client_id": f"m{sent}", "text": text})
+                )
                 while True:
                     frame = json.loads(await ws.recv())
                     if frame["type"] in {"message", "status"} and frame.get("role") != "customer":
@@ -103,13 +105,22 @@ def main() -> None:
     result: dict[str, object] = {"home": str(home), "cpu_count": os.cpu_count()}
     if not args.skip_train:
         start = time.perf_counter()
-        subprocess.run([*cli, "train", "--bot", str(ROOT / "examples/shop"), "--json"],
-                       env=env, check=True, cwd=ROOT, stdout=subprocess.PIPE)
+        subprocess.run(
+            [*cli, "train", "--bot", str(ROOT / "examples/shop"), "--json"],
+            env=env,
+            check=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
         result["train_seconds"] = round(time.perf_counter() - start, 1)
     port = free_port()
-    server = subprocess.Popen([*cli, "serve", "--bot", str(ROOT / "examples/shop"),
-                               "--port", str(port)], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*cli, "serve", "--bot", str(ROOT / "examples/shop"), "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"ws://127.0.0.1:{port}/ws/chat"
         asyncio.run(wait_ready(url, 120))

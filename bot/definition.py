@@ -155,13 +155,14 @@ def _to_domain(source: YamlSource, spec: BotFile) -> BotDefinition:
                 ["intents", name, "response"],
                 f"intents.{name}.response: no response named {item.response!r} in `responses`",
             )
-        if item.action is None and item.response is None and f"utter_{name}" not in responses:
-            if not item.escalate and spec.human_intent != name:
-                raise source.error(
-                    ["intents", name],
-                    f"intents.{name}: expected an `action`, a `response`, or a response "
-                    f"named 'utter_{name}' in `responses`",
-                )
+        answers = item.action or item.response or f"utter_{name}" in responses
+        hands_over = item.escalate or spec.human_intent == name
+        if not answers and not hands_over:
+            raise source.error(
+                ["intents", name],
+                f"intents.{name}: expected an `action`, a `response`, or a response "
+                f"named 'utter_{name}' in `responses`",
+            )
         intents.append(
             Intent(
                 name=name,

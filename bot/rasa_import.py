@@ -101,7 +101,9 @@ def import_rasa(nlu: Path, domain: Path | None = None, name: str = "rasa-import"
         rname: Response(
             rname,
             tuple(
-                ResponseVariant(v.text, tuple(Button(b.title, payload(b.payload)) for b in v.buttons))
+                ResponseVariant(
+                    v.text, tuple(Button(b.title, payload(b.payload)) for b in v.buttons)
+                )
                 for v in vs
             ),
         )

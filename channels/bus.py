@@ -53,5 +53,6 @@ class InProcessBus:
                 sub.queue.put_nowait(frame)
             except asyncio.QueueFull:
                 sub.overflowed = True
-                log.warning("bus queue full for conversation %s; subscriber must replay",
-                            conversation_id)
+                log.warning(
+                    "bus queue full for conversation %s; subscriber must replay", conversation_id
+                )

@@ -21,8 +21,10 @@ from channels.settings import Settings
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         result: int = args.run(args)
     except (BotError, ChannelError) as exc:
@@ -44,20 +46,29 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--bot", type=Path, help="bot folder (default: $FRONTDESK_BOT or "
-                       "examples/shop)")
-        p.add_argument("--home", type=Path, help="data folder (default: $FRONTDESK_HOME or "
-                       ".frontdesk)")
+        p.add_argument(
+            "--bot", type=Path, help="bot folder (default: $FRONTDESK_BOT or examples/shop)"
+        )
+        p.add_argument(
+            "--home", type=Path, help="data folder (default: $FRONTDESK_HOME or .frontdesk)"
+        )
 
     train = sub.add_parser("train", help="train the bot's models and publish a bundle")
     common(train)
-    train.add_argument("--logs", type=Path, action="append",
-                       help="chat logs to index (JSONL, STAR folder, Bitext CSV); repeatable; "
-                       "default: the bot folder's dialogues.jsonl")
+    train.add_argument(
+        "--logs",
+        type=Path,
+        action="append",
+        help="chat logs to index (JSONL, STAR folder, Bitext CSV); repeatable; "
+        "default: the bot folder's dialogues.jsonl",
+    )
     train.add_argument("--epochs", type=int, help="fine-tuning epochs")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    train.add_argument("--if-stale", action="store_true",
-                       help="train only when there is no current model or the bot changed")
+    train.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="train only when there is no current model or the bot changed",
+    )
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(run=_train)
 
@@ -95,24 +106,24 @@ def _train(args: argparse.Namespace) -> int:
     targs = TrainingArguments(device=args.device)
     if args.epochs is not None:
         targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
-    result = train_bot(settings.bot, registry, logs=args.logs, args=targs,
-                       progress=not args.json)
+    result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)
     shown = 20
     for problem in result.log_problems[:shown]:
         where = f"{problem.source}:{problem.line}" if problem.line else problem.source
         print(f"skipped {where}: {problem.message}", file=sys.stderr)
     if len(result.log_problems) > shown:
-        print(f"... and {len(result.log_problems) - shown} more skipped records",
-              file=sys.stderr)
+        print(f"... and {len(result.log_problems) - shown} more skipped records", file=sys.stderr)
     if args.json:
         out = asdict(result)
         out["path"] = str(result.path)
         out["log_problems"] = len(result.log_problems)
         print(json.dumps(out))
     else:
-        print(f"trained {result.version}: {result.intents} intents from {result.examples} "
-              f"examples, {result.indexed_turns} dialogue turns indexed, "
-              f"{result.seconds:.0f}s -> {result.path}")
+        print(
+            f"trained {result.version}: {result.intents} intents from {result.examples} "
+            f"examples, {result.indexed_turns} dialogue turns indexed, "
+            f"{result.seconds:.0f}s -> {result.path}"
+        )
     return 0
 
 
@@ -123,10 +134,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args, host=args.host, port=args.port)
     app = create_app(settings)
-    print(f"Frontdesk: serving {settings.bot} on http://{settings.host}:{settings.port}",
-          flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port,
-                ws_max_size=settings.max_frame_bytes, log_level="info")
+    print(
+        f"Frontdesk: serving {settings.bot} on http://{settings.host}:{settings.port}", flush=True
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ws_max_size=settings.max_frame_bytes,
+        log_level="info",
+    )
     return 0
 
 

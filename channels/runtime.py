@@ -38,8 +38,9 @@ class Runtime:
             model = await asyncio.to_thread(load_current_bundle, settings.models_dir, definition)
         store = await Store.open(settings.store_url())
         bus = InProcessBus()
-        batcher = MicroBatcher(model, wait_ms=settings.batch_wait_ms,
-                               batch_size=settings.batch_size)
+        batcher = MicroBatcher(
+            model, wait_ms=settings.batch_wait_ms, batch_size=settings.batch_size
+        )
         batcher.start()
         actions = make_runner(definition, settings.action_url)
         service = ConversationService(store, Engine(definition), batcher, actions, bus)
@@ -73,6 +74,10 @@ def load_current_bundle(models_dir: Path, definition: BotDefinition) -> Analyzer
             f"model {bundle.version} was trained for other intents than {definition.name} "
             f"(not in the model: {missing}; only in the model: {extra}); retrain the bot"
         )
-    log.info("loaded model bundle %s (%d intents, %d indexed turns)",
-             bundle.version, len(trained), len(bundle.index))
+    log.info(
+        "loaded model bundle %s (%d intents, %d indexed turns)",
+        bundle.version,
+        len(trained),
+        len(bundle.index),
+    )
     return bundle

@@ -98,8 +98,9 @@ class ConversationService:
                 try:
                     await self._respond(event)
                 except Exception:
-                    log.exception("answering seq %d of conversation %s failed",
-                                  event.seq, conversation_id)
+                    log.exception(
+                        "answering seq %d of conversation %s failed", event.seq, conversation_id
+                    )
 
     async def _respond(self, event: StoredEvent) -> None:
         conversation_id = event.conversation_id
@@ -136,42 +137,74 @@ class ConversationService:
                 meta["action_error"] = str(exc)
             else:
                 for message in messages:
-                    await self._say(conversation_id, message.text, message.buttons,
-                                    {**meta, "decision": "action", "action": decision.name,
-                                     "intent": decision.intent})
+                    await self._say(
+                        conversation_id,
+                        message.text,
+                        message.buttons,
+                        {
+                            **meta,
+                            "decision": "action",
+                            "action": decision.name,
+                            "intent": decision.intent,
+                        },
+                    )
         if not isinstance(decision, RunAction):
             await self._carry_out(conversation_id, decision, meta)
         streak = streak_after(conversation, decision)
         if streak != record.low_confidence_streak:
             await self.store.set_low_confidence_streak(conversation_id, streak)
 
-    async def _carry_out(self, conversation_id: str, decision: Decision, meta: dict[str, Any]) -> None:
+    async def _carry_out(
+        self, conversation_id: str, decision: Decision, meta: dict[str, Any]
+    ) -> None:
         if isinstance(decision, Reply):
-            await self._say(conversation_id, decision.text, decision.buttons,
-                            {**meta, "decision": "reply", "intent": decision.intent,
-                             "score": decision.score})
+            await self._say(
+                conversation_id,
+                decision.text,
+                decision.buttons,
+                {**meta, "decision": "reply", "intent": decision.intent, "score": decision.score},
+            )
         elif isinstance(decision, Clarify):
-            await self._say(conversation_id, decision.text, decision.buttons,
-                            {**meta, "decision": "clarify", "out_of_scope": decision.out_of_scope})
+            await self._say(
+                conversation_id,
+                decision.text,
+                decision.buttons,
+                {**meta, "decision": "clarify", "out_of_scope": decision.out_of_scope},
+            )
         elif isinstance(decision, Escalate):
-            await self._say(conversation_id, decision.text, (),
-                            {**meta, "decision": "escalate", "reason": decision.reason.value})
-            await self.set_status(conversation_id, ConversationStatus.WAITING, decision.reason.value)
+            await self._say(
+                conversation_id,
+                decision.text,
+                (),
+                {**meta, "decision": "escalate", "reason": decision.reason.value},
+            )
+            await self.set_status(
+                conversation_id, ConversationStatus.WAITING, decision.reason.value
+            )
 
-    async def set_status(self, conversation_id: str, status: ConversationStatus,
-                         reason: str | None) -> StoredEvent:
-        event = await self.store.set_status(conversation_id, status, reason=reason,
-                                            now=self.clock())
+    async def set_status(
+        self, conversation_id: str, status: ConversationStatus, reason: str | None
+    ) -> StoredEvent:
+        event = await self.store.set_status(
+            conversation_id, status, reason=reason, now=self.clock()
+        )
         await self.bus.publish(conversation_id, protocol.event_frame(event))
         return event
 
-    async def _say(self, conversation_id: str, text: str, buttons: tuple[Button, ...],
-                   payload: dict[str, Any]) -> StoredEvent:
+    async def _say(
+        self, conversation_id: str, text: str, buttons: tuple[Button, ...], payload: dict[str, Any]
+    ) -> StoredEvent:
         if buttons:
-            payload = {**payload, "buttons": [{"title": b.title, "payload": b.payload}
-                                              for b in buttons]}
+            payload = {
+                **payload,
+                "buttons": [{"title": b.title, "payload": b.payload} for b in buttons],
+            }
         event = await self.store.append_event(
-            conversation_id, kind="message", role=Role.BOT, text=text, payload=payload,
+            conversation_id,
+            kind="message",
+            role=Role.BOT,
+            text=text,
+            payload=payload,
             now=self.clock(),
         )
         await self.bus.publish(conversation_id, protocol.event_frame(event))

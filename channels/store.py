@@ -13,7 +13,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -111,8 +111,8 @@ class StoredEvent:
     role: Role | None
     text: str | None
     client_id: str | None
-    payload: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    created_at: datetime = datetime.min.replace(tzinfo=UTC)
+    payload: Mapping[str, Any]
+    created_at: datetime
 
 
 def hash_token(token: str) -> str:
@@ -179,9 +179,15 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(
                 conversations.insert().values(
-                    id=record.id, token_hash=hash_token(token), channel=channel,
-                    status=record.status.value, created_at=now, updated_at=now, last_seq=0,
-                    low_confidence_streak=0, meta={},
+                    id=record.id,
+                    token_hash=hash_token(token),
+                    channel=channel,
+                    status=record.status.value,
+                    created_at=now,
+                    updated_at=now,
+                    last_seq=0,
+                    low_confidence_streak=0,
+                    meta={},
                 )
             )
         return record, token
@@ -217,8 +223,13 @@ class Store:
             return existing, False
         try:
             created = await self.append_event(
-                conversation_id, kind="message", role=Role.CUSTOMER, text=text, payload={},
-                now=now, client_id=client_id,
+                conversation_id,
+                kind="message",
+                role=Role.CUSTOMER,
+                text=text,
+                payload={},
+                now=now,
+                client_id=client_id,
             )
         except IntegrityError:
             raced = await self._by_client_id(conversation_id, client_id)
@@ -243,16 +254,26 @@ class Store:
             seq = await self._next_seq(conn, conversation_id, now)
             await conn.execute(
                 events.insert().values(
-                    conversation_id=conversation_id, seq=seq, kind=kind,
-                    role=role.value if role else None, text=text, client_id=client_id,
-                    payload=dict(payload), created_at=now,
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    kind=kind,
+                    role=role.value if role else None,
+                    text=text,
+                    client_id=client_id,
+                    payload=dict(payload),
+                    created_at=now,
                 )
             )
-        return StoredEvent(conversation_id, seq, kind, role, text, client_id,
-                           MappingProxyType(dict(payload)), now)
+        return StoredEvent(
+            conversation_id, seq, kind, role, text, client_id, MappingProxyType(dict(payload)), now
+        )
 
     async def set_status(
-        self, conversation_id: str, status: ConversationStatus, *, reason: str | None,
+        self,
+        conversation_id: str,
+        status: ConversationStatus,
+        *,
+        reason: str | None,
         now: datetime,
     ) -> StoredEvent:
         """Move the conversation to ``status`` (a legal transition) and record it as an event."""
@@ -276,12 +297,19 @@ class Store:
             seq = await self._next_seq(conn, conversation_id, now)
             await conn.execute(
                 events.insert().values(
-                    conversation_id=conversation_id, seq=seq, kind="status", role=None,
-                    text=None, client_id=None, payload=payload, created_at=now,
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    kind="status",
+                    role=None,
+                    text=None,
+                    client_id=None,
+                    payload=payload,
+                    created_at=now,
                 )
             )
-        return StoredEvent(conversation_id, seq, "status", None, None, None,
-                           MappingProxyType(payload), now)
+        return StoredEvent(
+            conversation_id, seq, "status", None, None, None, MappingProxyType(payload), now
+        )
 
     async def set_low_confidence_streak(self, conversation_id: str, value: int) -> None:
         async with self.engine.begin() as conn:
@@ -313,8 +341,7 @@ class Store:
             rows = (
                 await conn.execute(
                     sa.select(events.c.role, events.c.text, events.c.created_at)
-                    .where(events.c.conversation_id == conversation_id,
-                           events.c.kind == "message")
+                    .where(events.c.conversation_id == conversation_id, events.c.kind == "message")
                     .order_by(events.c.seq.desc())
                     .limit(limit)
                 )
@@ -347,7 +374,7 @@ class Store:
         return int(seq)
 
 
-def _record(row: Mapping[str, Any]) -> ConversationRecord:
+def _record(row: sa.RowMapping) -> ConversationRecord:
     return ConversationRecord(
         id=row["id"],
         channel=row["channel"],
@@ -359,7 +386,7 @@ def _record(row: Mapping[str, Any]) -> ConversationRecord:
     )
 
 
-def _event(row: Mapping[str, Any]) -> StoredEvent:
+def _event(row: sa.RowMapping) -> StoredEvent:
     return StoredEvent(
         conversation_id=row["conversation_id"],
         seq=int(row["seq"]),

@@ -63,8 +63,9 @@ class Connection:
                 data = message.get("bytes") or b""
                 raw = data.decode("utf-8", errors="replace")
             if len(raw.encode("utf-8")) > self.settings.max_frame_bytes:
-                await self._close(CloseCode.TOO_BIG,
-                                  f"frame larger than {self.settings.max_frame_bytes} bytes")
+                await self._close(
+                    CloseCode.TOO_BIG, f"frame larger than {self.settings.max_frame_bytes} bytes"
+                )
                 return
             try:
                 frame = protocol.parse_client_frame(raw, self.settings.max_text_chars)
@@ -95,8 +96,9 @@ class Connection:
         self.conversation_id = record.id
         self.subscription = self.runtime.bus.subscribe(record.id)  # before the replay
         await self.outbox.put(protocol.welcome(record.id, token, record.last_seq))
-        for event in await store.events_after(record.id, hello.last_seq,
-                                              self.settings.replay_limit):
+        for event in await store.events_after(
+            record.id, hello.last_seq, self.settings.replay_limit
+        ):
             await self.outbox.put(protocol.event_frame(event))
         self.tasks.append(asyncio.create_task(self._forward(self.subscription)))
         return True

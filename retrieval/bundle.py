@@ -90,7 +90,11 @@ class Analysis:
 
 class Bundle:
     def __init__(
-        self, path: Path, manifest: Mapping[str, Any], encoder: Encoder, head: IntentHead,
+        self,
+        path: Path,
+        manifest: Mapping[str, Any],
+        encoder: Encoder,
+        head: IntentHead,
         index: DialogueIndex,
     ) -> None:
         self.path = path

@@ -69,8 +69,13 @@ def _result(source: Path, logs: list[ChatLog], problems: list[ReadProblem]) -> R
     if problems:
         first = problems[0]
         where = f"{first.source}:{first.line}" if first.line is not None else first.source
-        log.warning("%s: skipped %d malformed record(s); first: %s: %s",
-                    source, len(problems), where, first.message)
+        log.warning(
+            "%s: skipped %d malformed record(s); first: %s: %s",
+            source,
+            len(problems),
+            where,
+            first.message,
+        )
     return ReadResult(tuple(logs), tuple(problems))
 
 

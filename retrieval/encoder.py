@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +53,7 @@ class Encoder:
                 out[start : start + len(batch)] = self.embed(features).float().cpu().numpy()
         return out
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, object]:
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Any]:
         features = self.tokenizer(
             list(texts),
             padding=True,
@@ -62,12 +63,12 @@ class Encoder:
         )
         return {k: v.to(self.device) for k, v in features.items()}
 
-    def embed(self, features: dict[str, object]) -> object:
+    def embed(self, features: dict[str, Any]) -> Any:
         """Forward pass with gradients as the caller's context allows. -> (B, D) tensor."""
         import torch
 
         output = self.model(**features)
-        mask = features["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)  # type: ignore[attr-defined]
+        mask = features["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
         summed = (output.last_hidden_state * mask).sum(dim=1)  # (B, D)
         pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)

@@ -78,7 +78,7 @@ class DialogueIndex:
         """Remove every turn of one conversation (right to be forgotten); returns how many."""
         ids = [i for i, item in self._items.items() if item.conversation_id == conversation_id]
         if ids:
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
             for i in ids:
                 del self._items[i]
                 del self._replies[i]
@@ -118,7 +118,11 @@ class DialogueIndex:
         except (OSError, RuntimeError, ValueError) as exc:
             raise RetrievalError(f"cannot load the dialogue index from {folder}: {exc}") from exc
         index = cls(raw.d)
-        index._index = faiss.downcast_index(raw) if not isinstance(raw, faiss.IndexIDMap2) else raw
+        if not isinstance(raw, faiss.IndexIDMap2):
+            raise RetrievalError(
+                f"{folder / INDEX_FILE}: expected an IndexIDMap2, got {type(raw).__name__}"
+            )
+        index._index = raw
         for row, line in enumerate(lines):
             record = json.loads(line)
             i = int(record.pop("id"))

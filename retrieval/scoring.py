@@ -15,7 +15,8 @@ Array = npt.NDArray[np.float32]
 def normalize(x: Array) -> Array:
     """Row-wise L2 normalisation. (B, D) -> (B, D)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    out: Array = (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
 
 
 def softmax(logits: Array, temperature: float = 1.0) -> Array:
@@ -23,7 +24,8 @@ def softmax(logits: Array, temperature: float = 1.0) -> Array:
     z = logits / temperature
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    out: Array = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def intent_probabilities(
@@ -38,7 +40,8 @@ def max_similarity(embeddings: Array, examples: Array) -> Array:
     if examples.shape[0] == 0:
         return np.zeros(embeddings.shape[0], dtype=np.float32)
     sims = embeddings @ examples.T  # (B, E); both sides are normalised
-    return sims.max(axis=1).astype(np.float32)
+    out: Array = sims.max(axis=1).astype(np.float32)
+    return out
 
 
 def out_of_scope_score(similarity: Array, threshold: float, sharpness: float = 20.0) -> Array:
@@ -47,10 +50,13 @@ def out_of_scope_score(similarity: Array, threshold: float, sharpness: float = 2
     ``threshold`` is the similarity at which the score is 0.5; less similar -> higher score.
     (B,) -> (B,)
     """
-    return (1.0 / (1.0 + np.exp(-sharpness * (threshold - similarity)))).astype(np.float32)
+    out: Array = (1.0 / (1.0 + np.exp(-sharpness * (threshold - similarity)))).astype(np.float32)
+    return out
 
 
-def similarity_threshold(example_embeddings: Array, labels: npt.NDArray[np.int64], q: float) -> float:
+def similarity_threshold(
+    example_embeddings: Array, labels: npt.NDArray[np.int64], q: float
+) -> float:
     """Similarity below which an in-scope example is rare: the ``q`` quantile of each
     training example's similarity to its nearest *other* example of the same intent.
     (E, D), (E,) -> float

@@ -5,12 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BLOCK = "import sys\nfor name in ('torch', 'transformers', 'sentence_transformers'):\n    sys.modules[name] = None\n"
+BLOCK = (
+    "import sys\n"
+    "for name in ('torch', 'transformers', 'sentence_transformers'):\n"
+    "    sys.modules[name] = None\n"
+)
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_bot_and_channels_import_without_torch() -> None:
@@ -26,8 +31,10 @@ def test_bot_and_channels_import_without_torch() -> None:
 
 def test_bot_imports_without_faiss_or_numpy() -> None:
     """The engine is pure Python: not even numpy or faiss are needed."""
-    result = run("sys.modules['faiss'] = None\nsys.modules['numpy'] = None\n"
-                 "import bot, bot.engine\nprint('ok')\n")
+    result = run(
+        "sys.modules['faiss'] = None\nsys.modules['numpy'] = None\n"
+        "import bot, bot.engine\nprint('ok')\n"
+    )
     assert result.returncode == 0, result.stderr
 
 

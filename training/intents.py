@@ -35,7 +35,9 @@ def train_intents(
 ) -> IntentHead:
     """Fine-tune ``encoder`` in place on (text, intent) rows and return the intent head."""
     if len(texts) != len(labels) or not texts:
-        raise ValueError(f"expected as many labels as texts (> 0), got {len(texts)} / {len(labels)}")
+        raise ValueError(
+            f"expected as many labels as texts (> 0), got {len(texts)} / {len(labels)}"
+        )
     seed_everything(args.seed)
     names = tuple(sorted(set(labels)))
     if len(names) < 2:
@@ -61,8 +63,11 @@ def train_intents(
     warmup = int(total * args.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: (step + 1) / max(1, warmup) if step < warmup else
-        max(0.0, (total - step) / max(1, total - warmup)),
+        lambda step: (
+            (step + 1) / max(1, warmup)
+            if step < warmup
+            else max(0.0, (total - step) / max(1, total - warmup))
+        ),
     )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     use_amp = encoder.device.type == "cuda"
@@ -78,7 +83,7 @@ def train_intents(
             with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 emb = encoder.embed(features)  # (B, D), unit length
                 weights = torch.nn.functional.normalize(class_vectors, dim=-1)  # (C, D)
-                logits = args.logit_scale * emb.float() @ weights.T  # type: ignore[attr-defined]
+                logits = args.logit_scale * emb.float() @ weights.T
                 loss = loss_fn(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bot.definition import load_bot
 from retrieval import bundle as bundle_files
-from retrieval.chatlog import ReadProblem, read_logs
+from retrieval.chatlog import ChatLog, ReadProblem, read_logs
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.index import DialogueIndex
 from retrieval.pairs import reply_pairs
@@ -82,7 +82,7 @@ def train_bot(
 
     sources = list(logs) if logs is not None else _default_logs(bot_dir)
     problems: list[ReadProblem] = []
-    chat_logs = []
+    chat_logs: list[ChatLog] = []
     for source in sources:
         result = read_logs(source)
         chat_logs.extend(result.logs)

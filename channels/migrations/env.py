@@ -11,7 +11,10 @@ if connection is None:
     raise RuntimeError(
         "run migrations through channels.store.Store.open(url) or channels.store.upgrade(url)"
     )
-context.configure(connection=connection, target_metadata=metadata,
-                  render_as_batch=connection.dialect.name == "sqlite")
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
 with context.begin_transaction():
     context.run_migrations()

@@ -47,7 +47,8 @@ def describe(number: str, order: dict[str, Any]) -> str:
             f"{order['tracking']}. It should arrive by {order['estimated_delivery']}."
         )
     if status == "delivered":
-        return f"Order {number} ({items}) was delivered by {order['carrier']} on {order['delivered_on']}."
+        carrier, day = order["carrier"], order["delivered_on"]
+        return f"Order {number} ({items}) was delivered by {carrier} on {day}."
     if status == "processing":
         return (
             f"Order {number} ({items}) is being processed in our warehouse and will ship by "

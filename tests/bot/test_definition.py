@@ -67,15 +67,28 @@ def test_loads_a_valid_definition(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("replace", "by", "line", "says"),
     [
-        ("  intent: 0.6", "  intent: 1.6", 3, "thresholds.intent: Input should be less than or equal to 1"),
-        ("  greet:\n    examples: [hi, hello]", "  greet:\n    exampels: [hi]", 12,
-         "intents.greet.exampels: unknown key"),
+        (
+            "  intent: 0.6",
+            "  intent: 1.6",
+            3,
+            "thresholds.intent: Input should be less than or equal to 1",
+        ),
+        (
+            "  greet:\n    examples: [hi, hello]",
+            "  greet:\n    exampels: [hi]",
+            12,
+            "intents.greet.exampels: unknown key",
+        ),
         ("    examples: [a person please]", "    examples: []", 18, "intents.human.examples"),
         ("human_intent: human", "human_intent: nobody", 9, "no intent named 'nobody'"),
         ("  module: actions", "  module: null", 6, "expected `actions.module`"),
         ("'\\b(\\d{4})\\b'", "'(unclosed'", 8, "not a valid regular expression"),
-        ("  greet:\n    examples: [hi, hello]", "  greet:\n    examples: [hi, hello]\n    response: utter_nope",
-         13, "no response named 'utter_nope'"),
+        (
+            "  greet:\n    examples: [hi, hello]",
+            "  greet:\n    examples: [hi, hello]\n    response: utter_nope",
+            13,
+            "no response named 'utter_nope'",
+        ),
         ("name: shop", "name: [shop", 2, "not valid YAML"),
         ("  legal:\n    escalate: true\n", "  legal:\n", 20, "expected an `action`, a `response`"),
     ],

@@ -45,7 +45,9 @@ DEFINITION = BotDefinition(
     ),
     responses=MappingProxyType(
         {
-            "utter_greet": Response("utter_greet", (ResponseVariant("Hi!"), ResponseVariant("Hello!"))),
+            "utter_greet": Response(
+                "utter_greet", (ResponseVariant("Hi!"), ResponseVariant("Hello!"))
+            ),
             "utter_refunds": Response(
                 "utter_refunds",
                 (ResponseVariant("Refunds take 5 days.", (Button("Returns", "how to return"),)),),
@@ -63,7 +65,9 @@ DEFINITION = BotDefinition(
 ENGINE = Engine(DEFINITION)
 
 
-def outputs(intent: str, p: float, oos: float = 0.0, retrieved: float | None = None) -> ModelOutputs:
+def outputs(
+    intent: str, p: float, oos: float = 0.0, retrieved: float | None = None
+) -> ModelOutputs:
     others = [n.name for n in DEFINITION.intents if n.name != intent]
     rest = (1.0 - p) / len(others)
     candidates = ()
@@ -89,8 +93,9 @@ def conv(streak: int = 0, bot_turns: int = 0) -> Conversation:
             "where is order 1042",
             outputs("order_status", 0.8),
             0,
-            RunAction("action_order_status", "order_status",
-                      MappingProxyType({"order_number": "1042"})),
+            RunAction(
+                "action_order_status", "order_status", MappingProxyType({"order_number": "1042"})
+            ),
         ),
         (
             "refund?",
@@ -111,12 +116,21 @@ def conv(streak: int = 0, bot_turns: int = 0) -> Conversation:
             Escalate(EscalationReason.RULE, DEFINITION.messages.escalate),
         ),
         # low confidence, but a retrieved past answer is good enough
-        ("gift wrap?", outputs("greet", 0.3, retrieved=0.82), 0, Reply("A past agent answer.", score=0.82)),
+        (
+            "gift wrap?",
+            outputs("greet", 0.3, retrieved=0.82),
+            0,
+            Reply("A past agent answer.", score=0.82),
+        ),
         # low confidence, retrieved answer too weak: clarify with the likeliest intents
         ("hmm", outputs("refunds", 0.3, retrieved=0.5), 0, "clarify"),
         # second low-confidence turn in a row: hand over
-        ("hmm", outputs("refunds", 0.3), 1,
-         Escalate(EscalationReason.LOW_CONFIDENCE, DEFINITION.messages.escalate)),
+        (
+            "hmm",
+            outputs("refunds", 0.3),
+            1,
+            Escalate(EscalationReason.LOW_CONFIDENCE, DEFINITION.messages.escalate),
+        ),
         # confident intent but out of scope: not acted upon
         ("weather?", outputs("greet", 0.9, oos=0.9), 0, "out_of_scope"),
     ],
@@ -152,8 +166,9 @@ def test_decide_is_deterministic() -> None:
     assert ENGINE.decide(conv(), "hi", model, NOW) == ENGINE.decide(conv(), "hi", model, NOW)
 
 
-@pytest.mark.parametrize("status", [ConversationStatus.WAITING, ConversationStatus.AGENT,
-                                    ConversationStatus.CLOSED])
+@pytest.mark.parametrize(
+    "status", [ConversationStatus.WAITING, ConversationStatus.AGENT, ConversationStatus.CLOSED]
+)
 def test_refuses_conversations_not_with_the_bot(status: ConversationStatus) -> None:
     """The bot never answers a conversation a person handles (or a closed one)."""
     with pytest.raises(BotError, match=status.value):
@@ -181,8 +196,9 @@ def test_streak_after(decision: Clarify | Reply | Escalate, before: int, after: 
     assert streak_after(conv(streak=before), decision) == after
 
 
-@pytest.mark.parametrize(("name", "shown"), [("order_status", "Order status"),
-                                             ("account-password", "Account password")])
+@pytest.mark.parametrize(
+    ("name", "shown"), [("order_status", "Order status"), ("account-password", "Account password")]
+)
 def test_humanize(name: str, shown: str) -> None:
     """Intent names become readable button titles."""
     assert humanize(name) == shown

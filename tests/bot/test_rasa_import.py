@@ -49,7 +49,7 @@ responses:
 
 
 def test_imports_intents_examples_and_responses(tmp_path: Path) -> None:
-    """A Rasa project folder loads like a bot folder; annotations and /intent payloads are mapped."""
+    """A Rasa folder loads like a bot folder; annotations and /intent payloads are mapped."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "nlu.yml").write_text(NLU)
     (tmp_path / "domain.yml").write_text(DOMAIN)
@@ -76,7 +76,11 @@ def test_nlu_file_path_is_accepted(tmp_path: Path) -> None:
     ("text", "line", "says"),
     [
         ("nlu:\n- intent: greet\n  examples: 3\n", 3, "expected a block of `- example` lines"),
-        ("nlu:\n- intent: greet\n  examples: |\n    hello\n", 3, "expected lines starting with '- '"),
+        (
+            "nlu:\n- intent: greet\n  examples: |\n    hello\n",
+            3,
+            "expected lines starting with '- '",
+        ),
         ("intents: [a]\n", 1, "expected a mapping with an `nlu:` list"),
     ],
 )
@@ -90,9 +94,11 @@ def test_bad_nlu_names_the_line(tmp_path: Path, text: str, line: int, says: str)
 
 @pytest.mark.parametrize(
     ("raw", "clean"),
-    [("where is [1042](order_number)", "where is 1042"),
-     ('[Berlin]{"entity": "city"} please', "Berlin please"),
-     ("no annotation", "no annotation")],
+    [
+        ("where is [1042](order_number)", "where is 1042"),
+        ('[Berlin]{"entity": "city"} please', "Berlin please"),
+        ("no annotation", "no annotation"),
+    ],
 )
 def test_strip_annotations(raw: str, clean: str) -> None:
     """Entity markup is removed, the annotated words are kept."""

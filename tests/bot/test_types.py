@@ -7,8 +7,15 @@ import pytest
 from bot.errors import IllegalTransition
 from bot.types import ConversationStatus as S
 
-LEGAL = [(S.BOT, S.WAITING), (S.BOT, S.CLOSED), (S.WAITING, S.AGENT), (S.WAITING, S.BOT),
-         (S.WAITING, S.CLOSED), (S.AGENT, S.BOT), (S.AGENT, S.CLOSED)]
+LEGAL = [
+    (S.BOT, S.WAITING),
+    (S.BOT, S.CLOSED),
+    (S.WAITING, S.AGENT),
+    (S.WAITING, S.BOT),
+    (S.WAITING, S.CLOSED),
+    (S.AGENT, S.BOT),
+    (S.AGENT, S.CLOSED),
+]
 ILLEGAL = [(a, b) for a in S for b in S if (a, b) not in LEGAL]
 
 

@@ -26,8 +26,14 @@ def running_server(settings: Settings, model: Analyzer | None = None) -> Iterato
     """Serve ``create_app(settings)``; yields the base URL ``127.0.0.1:PORT``."""
     port = free_port()
     app = create_app(settings, model=model)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            ws_max_size=settings.max_frame_bytes, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=settings.max_frame_bytes,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -39,7 +39,9 @@ def action_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(port)],
-            cwd=SHOP, stdout=out, stderr=subprocess.STDOUT,
+            cwd=SHOP,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(SHOP)},
         )
     url = f"http://127.0.0.1:{port}"
@@ -100,8 +102,9 @@ def test_webhook_request_has_the_rasa_fields(action_server: str) -> None:
     answer = httpx.post(action_server, json=body, timeout=10)
     assert answer.status_code == 200
     data = answer.json()
-    assert data["events"] == [{"event": "slot", "timestamp": None, "name": "order_number",
-                               "value": "1042"}]
+    assert data["events"] == [
+        {"event": "slot", "timestamp": None, "name": "order_number", "value": "1042"}
+    ]
     assert "JD014600006281734" in data["responses"][0]["text"]
 
 
@@ -118,18 +121,28 @@ async def test_unreachable_action_server_raises_action_failed() -> None:
 
 async def test_slow_action_times_out(shop_copy: Path) -> None:
     """An action slower than actions.timeout_s raises ActionFailed."""
-    (shop_copy / "actions.py").write_text(
-        "import time\nfrom rasa_sdk import Action\n"
-        "class Slow(Action):\n"
-        "    def name(self):\n        return 'action_order_status'\n"
+    # rasa-sdk registers every Action subclass alive in the process by name, so the slow
+    # action gets a name of its own rather than shadowing the demo's action_order_status.
+    (shop_copy / "slow_actions.py").write_text(
+        "import asyncio\nfrom rasa_sdk import Action\n"
+        "class SlowLookup(Action):\n"
+        "    def name(self):\n        return 'action_slow_lookup'\n"
         "    async def run(self, dispatcher, tracker, domain):\n"
-        "        import asyncio\n        await asyncio.sleep(5)\n        return []\n"
+        "        await asyncio.sleep(5)\n        return []\n"
     )
-    text = (shop_copy / "bot.yml").read_text().replace("timeout_s: 5", "timeout_s: 0.3")
-    (shop_copy / "bot.yml").write_text(text)
+    text = (shop_copy / "bot.yml").read_text()
+    text = text.replace("timeout_s: 5", "timeout_s: 0.3").replace(
+        "module: actions", "module: slow_actions"
+    )
+    (shop_copy / "bot.yml").write_text(
+        text.replace("action: action_order_status", "action: action_slow_lookup")
+    )
     runner = InProcessActions(load_bot(shop_copy))
-    with pytest.raises(ActionFailed, match="longer than 0.3s"):
-        await runner.run(request("order 1042", "1042"))
+    slow = ActionRequest(
+        "action_slow_lookup", "c", "order 1042", "order_status", 0.9, MappingProxyType({})
+    )
+    with pytest.raises(ActionFailed, match=r"longer than 0\.3s"):
+        await runner.run(slow)
 
 
 def test_runner_choice_follows_settings() -> None:
@@ -146,14 +159,17 @@ async def _ask(address: str, text: str) -> list[dict[str, Any]]:
         await ws.send(json.dumps({"type": "message", "client_id": "1", "text": text}))
         frames: list[dict[str, Any]] = []
         async with asyncio.timeout(20):
-            while not frames or not (frames[-1]["type"] == "message" and frames[-1]["role"] == "bot"):
+            while not frames or not (
+                frames[-1]["type"] == "message" and frames[-1]["role"] == "bot"
+            ):
                 frames.append(json.loads(await ws.recv()))
         return frames
 
 
 def settings_for(home: Path, tmp_path: Path, **extra: Any) -> Settings:
-    return Settings(home=home, bot=SHOP, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db",
-                    **extra)
+    return Settings(
+        home=home, bot=SHOP, database_url=f"sqlite+aiosqlite:///{tmp_path}/s.db", **extra
+    )
 
 
 async def test_websocket_answer_through_the_action_server(
@@ -176,4 +192,6 @@ async def test_failed_action_gets_a_polite_reply_and_a_person_offer(
         frames = await _ask(address, "where is my order 1042?")
     answer = frames[-1]
     assert answer["text"] == load_bot(SHOP).messages.action_failed
-    assert answer["buttons"] == [{"title": "Talk to a person", "payload": "I want to talk to a person"}]
+    assert answer["buttons"] == [
+        {"title": "Talk to a person", "payload": "I want to talk to a person"}
+    ]

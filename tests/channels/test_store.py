@@ -16,7 +16,9 @@ from bot.types import Role
 from channels.store import Store, UnknownConversation
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-POSTGRES = os.environ.get("FRONTDESK_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+POSTGRES = os.environ.get(
+    "FRONTDESK_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 async def _postgres_store() -> Store:
@@ -58,7 +60,7 @@ async def test_open_twice_on_the_same_file(tmp_path: Path) -> None:
 async def test_tokens(store: Store) -> None:
     """Only the conversation's own token is accepted; unknown ids are refused."""
     record, token = await store.create_conversation("web", NOW)
-    other, other_token = await store.create_conversation("web", NOW)
+    _, other_token = await store.create_conversation("web", NOW)
     assert await store.check_token(record.id, token)
     assert not await store.check_token(record.id, other_token)
     assert not await store.check_token("nope", token)
@@ -69,13 +71,22 @@ async def test_sequence_numbers_span_every_event_kind(store: Store) -> None:
     """Customer messages, bot messages and status changes share one consecutive sequence."""
     record, _ = await store.create_conversation("web", NOW)
     first, created = await store.append_customer_message(record.id, "c1", "hi", NOW)
-    bot = await store.append_event(record.id, kind="message", role=Role.BOT, text="hello",
-                                   payload={"buttons": [{"title": "A", "payload": "a"}]}, now=NOW)
+    bot = await store.append_event(
+        record.id,
+        kind="message",
+        role=Role.BOT,
+        text="hello",
+        payload={"buttons": [{"title": "A", "payload": "a"}]},
+        now=NOW,
+    )
     status = await store.set_status(record.id, S.WAITING, reason="requested", now=NOW)
     assert (first.seq, bot.seq, status.seq) == (1, 2, 3) and created
     events = await store.events_after(record.id, 0)
     assert [(e.seq, e.kind, e.role) for e in events] == [
-        (1, "message", Role.CUSTOMER), (2, "message", Role.BOT), (3, "status", None)]
+        (1, "message", Role.CUSTOMER),
+        (2, "message", Role.BOT),
+        (3, "status", None),
+    ]
     assert events[1].payload["buttons"] == [{"title": "A", "payload": "a"}]
     assert events[2].payload == {"status": "waiting", "reason": "requested"}
     assert (await store.get_conversation(record.id)).status is S.WAITING  # type: ignore[union-attr]
@@ -94,20 +105,23 @@ async def test_duplicate_client_id_is_stored_once(store: Store) -> None:
 async def test_concurrent_appends_get_consecutive_seqs(store: Store) -> None:
     """20 concurrent appends to one conversation get seqs 1..20, no gaps, no repeats."""
     record, _ = await store.create_conversation("web", NOW)
-    events = await asyncio.gather(*(
-        store.append_event(record.id, kind="message", role=Role.BOT, text=str(i), payload={},
-                           now=NOW)
-        for i in range(20)
-    ))
+    events = await asyncio.gather(
+        *(
+            store.append_event(
+                record.id, kind="message", role=Role.BOT, text=str(i), payload={}, now=NOW
+            )
+            for i in range(20)
+        )
+    )
     assert sorted(e.seq for e in events) == list(range(1, 21))
 
 
 async def test_concurrent_duplicates_store_one(store: Store) -> None:
     """Two racing appends of the same client_id store exactly one message."""
     record, _ = await store.create_conversation("web", NOW)
-    results = await asyncio.gather(*(
-        store.append_customer_message(record.id, "race", "hi", NOW) for _ in range(5)
-    ))
+    results = await asyncio.gather(
+        *(store.append_customer_message(record.id, "race", "hi", NOW) for _ in range(5))
+    )
     assert sum(created for _, created in results) == 1
     assert len({event.seq for event, _ in results}) == 1
 
@@ -153,8 +167,7 @@ async def test_recent_turns_and_timezones(store: Store) -> None:
     """recent_turns gives the last messages oldest first, with tz-aware UTC timestamps."""
     record, _ = await store.create_conversation("web", NOW)
     for i in range(5):
-        await store.append_customer_message(record.id, f"c{i}", f"m{i}",
-                                            NOW + timedelta(minutes=i))
+        await store.append_customer_message(record.id, f"c{i}", f"m{i}", NOW + timedelta(minutes=i))
     await store.set_status(record.id, S.WAITING, reason=None, now=NOW)
     turns = await store.recent_turns(record.id, 3)
     assert [t.text for t in turns] == ["m2", "m3", "m4"]
@@ -164,8 +177,9 @@ async def test_recent_turns_and_timezones(store: Store) -> None:
 async def test_unknown_conversation(store: Store) -> None:
     """Writing to a conversation that does not exist raises UnknownConversation with its id."""
     with pytest.raises(UnknownConversation, match="missing"):
-        await store.append_event("missing", kind="message", role=Role.BOT, text="x", payload={},
-                                 now=NOW)
+        await store.append_event(
+            "missing", kind="message", role=Role.BOT, text="x", payload={}, now=NOW
+        )
     with pytest.raises(UnknownConversation):
         await store.set_status("missing", S.WAITING, reason=None, now=NOW)
     assert await store.get_conversation("missing") is None

@@ -44,10 +44,10 @@ async def hello(address: str, **fields: Any) -> tuple[ClientConnection, Frame]:
     return ws, welcome
 
 
-async def until(ws: ClientConnection, done: Any, timeout: float = 20) -> list[Frame]:
+async def until(ws: ClientConnection, done: Any, limit_s: float = 20) -> list[Frame]:
     """Frames received until ``done(frame)`` is true for one (included)."""
     frames: list[Frame] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit_s):
         while True:
             frame = json.loads(await ws.recv())
             frames.append(frame)
@@ -110,8 +110,12 @@ async def test_reconnect_replays_exactly_the_missed_events(server: str) -> None:
     seen = await ask(ws, "a", "hi")
     last_seq = max(f["seq"] for f in seen if "seq" in f)
     # send two more messages and leave before reading the answers
-    await ws.send(json.dumps({"type": "message", "client_id": "b", "text": "how long does delivery take?"}))
-    await ws.send(json.dumps({"type": "message", "client_id": "c", "text": "I want to talk to a person"}))
+    await ws.send(
+        json.dumps({"type": "message", "client_id": "b", "text": "how long does delivery take?"})
+    )
+    await ws.send(
+        json.dumps({"type": "message", "client_id": "c", "text": "I want to talk to a person"})
+    )
     await ws.close()
     await asyncio.sleep(3)  # the server answers while the client is away
 
@@ -179,8 +183,16 @@ async def test_wrong_token_closes_with_4401(server: str) -> None:
     ws, welcome = await hello(server)
     await ws.close()
     intruder = await websockets.connect(f"ws://{server}/ws/chat")
-    await intruder.send(json.dumps({"type": "hello", "conversation_id": welcome["conversation_id"],
-                                    "token": "guess", "last_seq": 0}))
+    await intruder.send(
+        json.dumps(
+            {
+                "type": "hello",
+                "conversation_id": welcome["conversation_id"],
+                "token": "guess",
+                "last_seq": 0,
+            }
+        )
+    )
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await intruder.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

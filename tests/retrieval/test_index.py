@@ -19,7 +19,10 @@ def vectors(n: int, seed: int) -> np.ndarray:
 
 
 def turns(conversation: str, n: int) -> list[IndexedTurn]:
-    return [IndexedTurn(conversation, i, f"{conversation} q{i}", f"{conversation} a{i}") for i in range(n)]
+    return [
+        IndexedTurn(conversation, i, f"{conversation} q{i}", f"{conversation} a{i}")
+        for i in range(n)
+    ]
 
 
 def test_search_finds_the_exact_vector_first() -> None:

@@ -42,11 +42,15 @@ def test_fits_its_training_rows(trained: tuple[Encoder, object]) -> None:
     assert probs.max(axis=1).min() > 0.5
 
 
-def test_generalises_to_paraphrases_and_flags_unrelated_text(trained: tuple[Encoder, object]) -> None:
+def test_generalises_to_paraphrases_and_flags_unrelated_text(
+    trained: tuple[Encoder, object],
+) -> None:
     """Unseen paraphrases land on the right intent; unrelated text scores as out of scope."""
     encoder, head = trained
     probs, oos = head.predict(  # type: ignore[attr-defined]
-        encoder.encode(["where's my package?", "can I have a refund", "what is the capital of Peru"])
+        encoder.encode(
+            ["where's my package?", "can I have a refund", "what is the capital of Peru"]
+        )
     )
     labels = [head.labels[i] for i in probs.argmax(axis=1)]  # type: ignore[attr-defined]
     assert labels[:2] == ["track", "refund"]
@@ -58,8 +62,13 @@ def test_same_seed_same_model() -> None:
     rows = ROWS[:8]
     args = TrainingArguments(epochs=1, batch_size=4, seed=3)
     heads = [
-        train_intents(Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args,
-                      progress=False)
+        train_intents(
+            Encoder(base_model_path()),
+            [t for t, _ in rows],
+            [y for _, y in rows],
+            args,
+            progress=False,
+        )
         for _ in range(2)
     ]
     np.testing.assert_allclose(heads[0].weight, heads[1].weight, atol=1e-5)

@@ -1,0 +1,1 @@
+"""The FastAPI app: widget websocket, conversation store, actions, bus and the CLI."""
