@@ -13,6 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from bot.errors import BotError
 from channels.errors import ChannelError
 from channels.settings import Settings
@@ -29,6 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.run(args)
     except (BotError, ChannelError) as exc:
         print(f"frontdesk: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"frontdesk: error: invalid setting: {problems}", file=sys.stderr)
         return 2
     except Exception as exc:
         from retrieval.errors import RetrievalError
@@ -130,9 +138,18 @@ def _train(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from bot.definition import load_bot
     from channels.app import create_app
+    from channels.errors import NotReady
+    from retrieval.registry import Registry
 
     settings = _settings(args, host=args.host, port=args.port)
+    definition = load_bot(settings.bot)  # fail fast on a bad bot.yml
+    if Registry(settings.models_dir).current_path() is None:
+        raise NotReady(
+            f"no trained model in {settings.models_dir}; run "
+            f"`frontdesk train --bot {definition.root}` (or `make demo`) first"
+        )
     app = create_app(settings)
     print(
         f"Frontdesk: serving {settings.bot} on http://{settings.host}:{settings.port}", flush=True

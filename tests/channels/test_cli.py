@@ -1,0 +1,108 @@
+"""The `frontdesk` command line: train --json, chat in a terminal, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from channels.cli import main
+from tests.channels.server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = """\
+name: tiny
+human_intent: human
+intents:
+  hello:
+    examples: [hi, hello, hey there, good morning]
+  hours:
+    examples: [when are you open, opening hours, are you open on sunday, what time do you close]
+  human:
+    examples: [a person please, talk to a human, let me speak to an agent, real person]
+responses:
+  utter_hello: [Hello from tiny!]
+  utter_hours: [We are open 9 to 5.]
+"""
+
+
+def test_train_json_then_chat(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`train --json` prints the result; `chat` answers typed lines with the new model."""
+    bot = tmp_path / "tiny"
+    bot.mkdir()
+    (bot / "bot.yml").write_text(TINY)
+    (bot / "dialogues.jsonl").write_text(
+        '{"id": "d1", "started_at": "2026-01-01T10:00:00Z", "turns": ['
+        '{"role": "customer", "text": "do you sell gift cards"}, '
+        '{"role": "agent", "text": "Yes, in any amount from 10 euros."}]}\n'
+        "this line is broken\n"
+    )
+    home = tmp_path / "home"
+    code = main(["train", "--bot", str(bot), "--home", str(home), "--epochs", "3", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0
+    result = json.loads(captured.out)
+    assert result["version"] == "v0001" and result["intents"] == 3
+    assert result["indexed_turns"] == 1 and result["log_problems"] == 1
+    assert "dialogues.jsonl:2: not valid JSON" in captured.err
+
+    assert main(["train", "--bot", str(bot), "--home", str(home), "--if-stale"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+    chat = subprocess.run(
+        [sys.executable, "-m", "channels.cli", "chat", "--bot", str(bot), "--home", str(home)],
+        input="hello\nwhen are you open?\n\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert chat.returncode == 0, chat.stderr
+    assert "bot> Hello from tiny!" in chat.stdout
+    assert "bot> We are open 9 to 5." in chat.stdout
+
+
+def test_bad_bot_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed bot.yml exits with status 2 and prints file:line and what was expected."""
+    (tmp_path / "bot.yml").write_text(TINY.replace("  hours:\n", "  hours:\n    respnse: x\n"))
+    code = main(["train", "--bot", str(tmp_path), "--home", str(tmp_path / "h")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'bot.yml'}:7: intents.hours.respnse: unknown key" in err
+
+
+def test_serve_without_a_model_says_what_to_do(tmp_path: Path) -> None:
+    """`serve` with no trained model fails fast with a message naming `frontdesk train`."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "channels.cli",
+            "serve",
+            "--bot",
+            str(ROOT / "examples/shop"),
+            "--home",
+            str(tmp_path),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    assert "no trained model" in proc.stderr and "frontdesk train" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_setting_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """An out-of-range setting exits with status 2 and names the setting, without a traceback."""
+    assert main(["serve", "--port", "70000"]) == 2
+    assert "port" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""`frontdesk train`: a bot folder becomes a published, self-checking model bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bot.definition import load_bot
+from channels.errors import NotReady
+from channels.runtime import load_current_bundle
+from retrieval.bundle import MANIFEST, Bundle
+from retrieval.errors import BundleError
+from retrieval.registry import Registry
+from training.pipeline import is_stale
+
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
+
+
+def test_bundle_holds_every_part(shop_home: Path) -> None:
+    """The published bundle has the encoder, the intent head, the index, args and a manifest."""
+    path = Registry(shop_home / "models").current_path()
+    assert path is not None
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert manifest["bot"] == "northwind-shop"
+    assert sorted(manifest["intents"]) == sorted(i.name for i in load_bot(SHOP).intents)
+    assert manifest["indexed_turns"] > 40
+    assert manifest["training_args"]["epochs"] == 4
+    for part in (
+        "encoder/config.json",
+        "intent_head.npz",
+        "index/index.faiss",
+        "training_args.json",
+    ):
+        assert (path / part).is_file(), part
+
+
+def test_one_pass_serves_intents_oos_and_retrieval(shop_bundle: Bundle) -> None:
+    """analyze() gives intents, an out-of-scope score and retrieved past replies per message."""
+    known, unrelated, long_tail = shop_bundle.analyze(
+        ["where is my order 1042?", "what is the capital of Peru", "do you offer gift wrapping?"]
+    )
+    assert known.intents[0][0] == "order_status" and known.intents[0][1] > 0.5
+    assert abs(sum(p for _, p in known.intents) - 1.0) < 1e-4
+    assert unrelated.out_of_scope > 0.5 > known.out_of_scope
+    assert "Gift wrap" in long_tail.replies[0].text
+    scores = [r.score for r in long_tail.replies]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_staleness_follows_the_bot_folder(shop_home: Path, shop_copy: Path) -> None:
+    """The model is current for the folder it was trained on, stale once bot.yml changes."""
+    registry = Registry(shop_home / "models")
+    assert not is_stale(SHOP, registry)
+    assert not is_stale(shop_copy, registry)  # same content, other place
+    (shop_copy / "bot.yml").write_text((shop_copy / "bot.yml").read_text() + "\n# edited\n")
+    assert is_stale(shop_copy, registry)
+    assert is_stale(SHOP, Registry(shop_copy / "no-models"))
+
+
+def test_broken_bundle_is_refused(shop_home: Path, tmp_path: Path) -> None:
+    """A bundle with a missing part raises BundleError naming the part."""
+    source = Registry(shop_home / "models").current_path()
+    assert source is not None
+    broken = tmp_path / "v0001"
+    shutil.copytree(source, broken)
+    (broken / "intent_head.npz").unlink()
+    with pytest.raises(BundleError, match=r"intent_head\.npz"):
+        Bundle.load(broken)
+    (broken / MANIFEST).write_text("{not json")
+    with pytest.raises(BundleError, match="manifest"):
+        Bundle.load(broken)
+
+
+def test_model_for_other_intents_is_refused(shop_home: Path, shop_copy: Path) -> None:
+    """Serving a bot whose intents differ from the model's names what is missing."""
+    text = (shop_copy / "bot.yml").read_text()
+    text = text.replace("  bot_challenge:", "  is_bot:").replace(
+        "utter_bot_challenge", "utter_is_bot"
+    )
+    (shop_copy / "bot.yml").write_text(text)
+    with pytest.raises(
+        NotReady, match="not in the model: is_bot; only in the model: bot_challenge"
+    ):
+        load_current_bundle(shop_home / "models", load_bot(shop_copy))
+
+
+def test_no_model_says_how_to_train(tmp_path: Path) -> None:
+    """With an empty registry the error tells the user which command to run."""
+    with pytest.raises(NotReady, match="frontdesk train"):
+        load_current_bundle(tmp_path / "models", load_bot(SHOP))
+
+
+def test_head_round_trips(shop_bundle: Any, tmp_path: Path) -> None:
+    """The intent head saves and loads without changing a number."""
+    from retrieval.bundle import IntentHead
+
+    shop_bundle.head.save(tmp_path / "head.npz")
+    loaded = IntentHead.load(tmp_path / "head.npz")
+    assert loaded.labels == shop_bundle.head.labels
+    np.testing.assert_array_equal(loaded.weight, shop_bundle.head.weight)
+    assert loaded.oos_similarity == pytest.approx(shop_bundle.head.oos_similarity)
