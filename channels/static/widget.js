@@ -14,7 +14,9 @@
   var STORE = "frontdesk:" + base.host;
 
   var state = load();
-  var ws = null, backoff = 500, pending = {}, counter = 0;
+  // lastSeq lives in memory: a new page load has shown nothing yet and replays everything,
+  // a reconnect within the page asks only for what it missed.
+  var ws = null, backoff = 500, pending = {}, counter = 0, lastSeq = 0;
 
   function load() {
     try { return JSON.parse(localStorage.getItem(STORE)) || {}; } catch (e) { return {}; }
@@ -27,10 +29,25 @@
     return e;
   }
 
+  function chatIcon() {
+    // a speech bubble, drawn (emoji fonts are not everywhere)
+    var ns = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "26");
+    svg.setAttribute("height", "26");
+    svg.setAttribute("aria-hidden", "true");
+    var path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z");
+    svg.appendChild(path);
+    return svg;
+  }
+
   var css = el("style");
   css.textContent =
     ".fd-launch{position:fixed;right:20px;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;" +
-    "color:#fff;font-size:26px;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000}" +
+    "color:#fff;display:flex;align-items:center;justify-content:center;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);z-index:2147483000}" +
     ".fd-panel{position:fixed;right:20px;bottom:88px;width:360px;max-width:calc(100vw - 24px);height:520px;" +
     "max-height:calc(100vh - 110px);background:#fff;border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.25);" +
     "display:flex;flex-direction:column;overflow:hidden;font:14px/1.4 system-ui,sans-serif;z-index:2147483000}" +
@@ -51,7 +68,8 @@
     "@media (max-width:480px){.fd-panel{right:0;bottom:0;width:100vw;max-width:100vw;height:100vh;max-height:100vh;border-radius:0}}";
   document.head.appendChild(css);
 
-  var launch = el("button", "fd-launch", "\u{1F4AC}");
+  var launch = el("button", "fd-launch");
+  launch.appendChild(chatIcon());
   launch.style.background = opts.color;
   launch.setAttribute("aria-label", "Open chat: " + opts.title);
   launch.setAttribute("aria-expanded", "false");
@@ -96,8 +114,8 @@
 
   var shown = {};
   var greeted = false;
-  function greet() {
-    if (greeted || (state.last_seq || 0) > 0) return;
+  function greet(seq) {
+    if (greeted || seq > 0) return;
     greeted = true;
     addBubble("bot", opts.greeting);
   }
@@ -130,7 +148,7 @@
     if (typeof f.seq === "number") {
       if (shown[f.seq]) return;
       shown[f.seq] = true;
-      if (f.seq > (state.last_seq || 0)) { state.last_seq = f.seq; save(); }
+      if (f.seq > lastSeq) lastSeq = f.seq;
     }
     if (f.type === "message") {
       typing.textContent = "";
@@ -143,7 +161,7 @@
     } else if (f.type === "status") {
       typing.textContent = "";
       log.appendChild(el("div", "fd-status", STATUS_TEXT[f.status] || f.status));
-      if (f.status === "closed") { delete state.conversation_id; delete state.token; state.last_seq = 0; save(); }
+      if (f.status === "closed") { delete state.conversation_id; delete state.token; save(); }
     }
   }
 
@@ -153,7 +171,7 @@
     ws.onopen = function () {
       backoff = 500;
       conn.textContent = "online";
-      var hello = { type: "hello", last_seq: state.last_seq || 0 };
+      var hello = { type: "hello", last_seq: lastSeq };
       if (state.conversation_id) { hello.conversation_id = state.conversation_id; hello.token = state.token; }
       ws.send(JSON.stringify(hello));
       Object.keys(pending).forEach(function (id) { ws.send(JSON.stringify(pending[id].frame)); });
@@ -161,12 +179,13 @@
     ws.onmessage = function (m) {
       var f = JSON.parse(m.data);
       if (f.type === "welcome") {
+        if (f.conversation_id !== state.conversation_id) { shown = {}; lastSeq = 0; }
         state.conversation_id = f.conversation_id; state.token = f.token; save();
-        greet();
+        greet(f.seq);
       } else if (f.type === "ack") {
         if (pending[f.client_id]) { pending[f.client_id].acked = true; }
         shown[f.seq] = true;
-        if (f.seq > (state.last_seq || 0)) { state.last_seq = f.seq; save(); }
+        if (f.seq > lastSeq) lastSeq = f.seq;
         delete pending[f.client_id];
       } else if (f.type === "typing") {
         typing.textContent = "Assistant is typing…";
@@ -178,7 +197,7 @@
     };
     ws.onclose = function (e) {
       conn.textContent = "reconnecting…";
-      if (e.code === 4401) { delete state.conversation_id; delete state.token; state.last_seq = 0; save(); }
+      if (e.code === 4401) { delete state.conversation_id; delete state.token; save(); }
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 10000);
     };
