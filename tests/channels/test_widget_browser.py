@@ -26,8 +26,11 @@ pytestmark = [
 
 @pytest.fixture
 def server(tmp_path: Path, shop_home: Path, shop_bundle: Any) -> Iterator[str]:
-    settings = Settings(home=shop_home, bot=Path("examples/shop"),
-                        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    settings = Settings(
+        home=shop_home,
+        bot=Path("examples/shop"),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+    )
     with running_server(settings, model=shop_bundle) as address:
         yield address
 
@@ -38,7 +41,8 @@ async def page() -> AsyncIterator[Any]:
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
+            executable_path=CHROMIUM,
+            headless=True,
             args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
         )
         context = await browser.new_context(viewport={"width": 1100, "height": 760})
@@ -78,7 +82,9 @@ async def test_chat_reload_and_text_only_rendering(server: str, page: Any, artif
     assert dialogs == []  # nothing the customer typed ran as script
 
 
-async def test_quick_reply_buttons_and_phone_screen(server: str, page: Any, artifacts: Path) -> None:
+async def test_quick_reply_buttons_and_phone_screen(
+    server: str, page: Any, artifacts: Path
+) -> None:
     """On a phone-sized screen the widget fills the screen and quick replies send their payload."""
     from playwright.async_api import expect
 

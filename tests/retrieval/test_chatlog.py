@@ -11,20 +11,20 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.bitext import read_bitext
 from retrieval.chatlog import (
     ChatLog,
     ChatTurn,
     ReadProblem,
     ReadResult,
     TurnRole,
-    read_bitext,
     read_chatlog_jsonl,
     read_logs,
-    read_star,
     write_chatlog_jsonl,
 )
 from retrieval.errors import ChatLogError, RetrievalError
 from retrieval.pairs import reply_pairs
+from retrieval.star import read_star
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"  # the shared data sets, when this checkout has them
