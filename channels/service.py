@@ -101,6 +101,7 @@ class ConversationService:
                     log.exception(
                         "answering seq %d of conversation %s failed", event.seq, conversation_id
                     )
+                    await self._apologise(event)
 
     async def _respond(self, event: StoredEvent) -> None:
         conversation_id = event.conversation_id
@@ -108,11 +109,12 @@ class ConversationService:
         if record is None or record.status is not ConversationStatus.BOT:
             return  # a person handles it (or it is closed): the bot stays silent
         await self.bus.publish(conversation_id, protocol.typing())
-        turns = await self.store.recent_turns(conversation_id, HISTORY_TURNS)
+        # the history before this message: later ones may already be stored
+        turns = await self.store.recent_turns(conversation_id, HISTORY_TURNS, before_seq=event.seq)
         conversation = Conversation(
             id=conversation_id,
             status=record.status,
-            turns=turns[:-1] if turns and turns[-1].text == event.text else turns,
+            turns=turns,
             low_confidence_streak=record.low_confidence_streak,
         )
         text = event.text or ""
@@ -153,6 +155,21 @@ class ConversationService:
         streak = streak_after(conversation, decision)
         if streak != record.low_confidence_streak:
             await self.store.set_low_confidence_streak(conversation_id, streak)
+
+    async def _apologise(self, event: StoredEvent) -> None:
+        """Something broke while answering: never leave the customer without a reply."""
+        try:
+            reply = self.engine.on_action_failure(
+                Conversation(event.conversation_id, ConversationStatus.BOT), "answer"
+            )
+            await self._say(
+                event.conversation_id,
+                reply.text,
+                reply.buttons,
+                {"in_reply_to": event.seq, "decision": "error"},
+            )
+        except Exception:
+            log.exception("could not apologise in conversation %s", event.conversation_id)
 
     async def _carry_out(
         self, conversation_id: str, decision: Decision, meta: dict[str, Any]

@@ -1,95 +1,148 @@
-"""The conversation store: SQLAlchemy Core (async) over SQLite or PostgreSQL.
+"""The conversation store: SQLAlchemy Core (async) over SQLite or PostgreSQL (DESIGN §5).
 
-It is the source of truth for conversations and their events (messages and status
-changes), each with a per-conversation sequence number. The caller passes ``now``: the store
-never reads the clock, so tests are deterministic. The schema is created by Alembic
-migrations (``channels/migrations``), run by :meth:`Store.open`.
+It is the source of truth for conversations and their events (messages and status changes).
+Every event gets the conversation's next sequence number, so a client that reconnects asks
+for everything after the last number it saw (DESIGN §2). The caller passes ``now``: the store
+never reads the clock, so tests are deterministic. The schema is created by the Alembic
+migrations in ``channels/migrations``, run by :meth:`Store.open` and :func:`upgrade`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import json
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.types import ConversationStatus, Role, Turn
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS: Final = Path(__file__).parent / "migrations"
+
+MESSAGE: Final = "message"
+STATUS: Final = "status"
+EVENT_KINDS: Final = (MESSAGE, STATUS)
+
+CHANNEL_MAX_CHARS: Final = 32
+CLIENT_ID_MAX_CHARS: Final = 128
+
+SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
+"""How long a SQLite writer waits for another one to commit before "database is locked"."""
+
+_WRITE: Final = "frontdesk_write"
+"""Execution option marking write transactions (``BEGIN IMMEDIATE`` on SQLite)."""
+
+_MIGRATION_LOCK: Final = 0x66726F6E74646B  # "frontdk": a PostgreSQL advisory lock key
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite drops tzinfo)."""
+    """Timezone-aware UTC datetimes on every backend (SQLite drops tzinfo when storing)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"expected a timezone-aware datetime, got naive {value!r}")
-        return value.astimezone(UTC)
+        return None if value is None else _utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        # SQLite hands back the naive UTC time it was given; PostgreSQL an aware one.
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-metadata = sa.MetaData()
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
 
+# The migrations in channels/migrations/versions create this schema; keep them in step
+# (tests/channels/test_store.py runs Alembic's autogenerate check against it).
 conversations = sa.Table(
     "conversations",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("token_hash", sa.String(64), nullable=False),
-    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(CHANNEL_MAX_CHARS), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("last_seq", sa.Integer, nullable=False, server_default="0"),
     sa.Column("low_confidence_streak", sa.Integer, nullable=False, server_default="0"),
+    # Free-form JSON about the conversation (e.g. a messaging channel's sender id); not
+    # called "metadata", the name SQLAlchemy gives the schema itself.
     sa.Column("meta", sa.JSON, nullable=False),
+    sa.CheckConstraint("status IN ('bot', 'waiting', 'agent', 'closed')", name="status"),
+    sa.Index(None, "status"),
 )
 
 events = sa.Table(
     "events",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("conversation_id", sa.String(32), sa.ForeignKey("conversations.id"), nullable=False),
+    # BIGINT on PostgreSQL; SQLite only auto-increments a column declared INTEGER.
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column(
+        "conversation_id",
+        sa.String(32),
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("role", sa.String(16), nullable=True),
     sa.Column("text", sa.Text, nullable=True),
-    sa.Column("client_id", sa.String(64), nullable=True),
+    sa.Column("client_id", sa.String(CLIENT_ID_MAX_CHARS), nullable=True),
     sa.Column("payload", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("conversation_id", "seq", name="uq_events_conversation_seq"),
-    sa.UniqueConstraint("conversation_id", "client_id", name="uq_events_conversation_client"),
+    # Also the index events_after reads through.
+    sa.UniqueConstraint("conversation_id", "seq"),
+    # NULLs are distinct on both backends: only customer messages carry a client id.
+    sa.UniqueConstraint("conversation_id", "client_id"),
+    sa.CheckConstraint("kind IN ('message', 'status')", name="kind"),
+    sa.CheckConstraint("role IS NULL OR role IN ('customer', 'bot', 'agent')", name="role"),
 )
 
 
 class StoreError(Exception):
-    """Root of the store's errors."""
+    """Root of the errors raised by the conversation store."""
 
 
 class UnknownConversation(StoreError):
+    """No conversation has the given id."""
+
     def __init__(self, conversation_id: str) -> None:
         self.conversation_id = conversation_id
-        super().__init__(f"no conversation with id {conversation_id!r}")
+        super().__init__(
+            f"no conversation with id {conversation_id!r} in the store; "
+            "start a new conversation (or check the id the client sent)"
+        )
 
 
 @dataclass(frozen=True)
@@ -100,6 +153,7 @@ class ConversationRecord:
     created_at: datetime
     updated_at: datetime
     last_seq: int
+    """The sequence number of the conversation's newest event (0 before the first)."""
     low_confidence_streak: int
 
 
@@ -108,64 +162,163 @@ class StoredEvent:
     conversation_id: str
     seq: int
     kind: str
+    """``"message"`` or ``"status"``."""
     role: Role | None
+    """Who wrote a message; ``None`` for status events."""
     text: str | None
     client_id: str | None
-    payload: Mapping[str, Any]
+    """The client-chosen id of a customer message (deduplicates retries)."""
+    payload: Mapping[str, object]
+    """JSON data: buttons, intent, score, decision kind; ``status`` and ``reason``."""
     created_at: datetime
 
 
 def hash_token(token: str) -> str:
+    """The SHA-256 hex digest stored in place of a conversation token."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def upgrade(url: str) -> None:
-    """Migrate the database at ``url`` to the newest schema (sync; for the CLI)."""
-    import asyncio
+def migrations_config(url: str) -> Config:
+    """An Alembic config for the migrations in this package (there is no alembic.ini).
 
-    async def run() -> None:
-        store = await Store.open(url)
-        await store.close()
-
-    asyncio.run(run())
-
-
-def _run_migrations(connection: Connection) -> None:
-    from alembic import command
+    Developers write a new revision with
+    ``alembic.command.revision(migrations_config(url), "message", autogenerate=True)``.
+    """
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    # The option goes through ConfigParser interpolation: escape "%" (e.g. in a password).
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Migrate the database at ``url`` to the newest schema (synchronous, for the CLI).
+
+    Inside a running event loop, ``await Store.open(url)`` does the same.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError(
+            "channels.store.upgrade() is for synchronous callers and cannot run inside an "
+            "event loop; use `await Store.open(url)`, which migrates too"
+        )
+
+    async def run() -> None:
+        engine = make_engine(url)
+        try:
+            await _migrate_engine(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+async def _migrate_engine(engine: AsyncEngine) -> None:
+    """Run the migrations to head on ``engine`` without leaving the event loop."""
+    async with engine.execution_options(**{_WRITE: True}).begin() as conn:
+        await conn.run_sync(_upgrade_on, engine.url.render_as_string(hide_password=False))
+
+
+def _upgrade_on(connection: Connection, url: str) -> None:
+    from alembic import command
+
+    if connection.dialect.name == "postgresql":
+        # Replicas starting together must not create the same tables at once; the lock
+        # ends with the transaction. (On SQLite BEGIN IMMEDIATE already serialises them.)
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+    config = migrations_config(url)
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
 
 
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url``; SQLite gets WAL, foreign keys and real transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(parsed, pool_pre_ping=True)
+    database = parsed.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: object) -> None:
+        # Take transaction control away from the sqlite3 driver (its legacy mode runs
+        # SELECTs outside the transaction, so a read-check-write is not atomic);
+        # _on_begin emits BEGIN instead. See SQLAlchemy's "sqlite_transactions" docs.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front: a deferred transaction that reads and then
+        # writes fails at once with "database is locked" when another writer committed in
+        # between (the busy timeout cannot help it), and its read would be stale anyway.
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
 class Store:
+    """Conversations and their numbered events; safe to share between tasks."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._writer = engine.execution_options(**{_WRITE: True})
+        # SQLite has one writer at a time. Queueing this process's writers here is much
+        # faster than letting them poll the file lock (the busy timeout sleeps up to 100 ms
+        # between tries); the busy timeout still covers writers in other processes.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends."""
+        async with self._write_lock or nullcontext(), self._writer.begin() as conn:
+            yield conn
 
     @classmethod
     async def open(cls, url: str) -> Store:
-        """Connect to ``url`` and migrate its schema to head."""
-        engine = _make_engine(url)
-        async with engine.begin() as conn:
-            await conn.run_sync(_run_migrations)
+        """Connect to ``url`` (``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``)
+        and migrate its schema to head."""
+        engine = make_engine(url)
+        try:
+            await _migrate_engine(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout_s: float = 5.0) -> bool:
+        """True when the database answers ``SELECT 1`` within ``timeout_s``."""
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(timeout_s), self.engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except Exception:
+        except Exception:  # a health check reports failure, whatever its cause
             return False
         return True
 
     async def create_conversation(
         self, channel: str, now: datetime
     ) -> tuple[ConversationRecord, str]:
+        """Start a conversation with status ``bot``; returns it and its secret token.
+
+        Only the token's hash is stored: the token cannot be read back, only checked.
+        """
+        _check_id("channel", channel, CHANNEL_MAX_CHARS)
+        now = _utc(now)
         token = secrets.token_urlsafe(32)
         record = ConversationRecord(
             id=uuid.uuid4().hex,
@@ -176,7 +329,7 @@ class Store:
             last_seq=0,
             low_confidence_streak=0,
         )
-        async with self.engine.begin() as conn:
+        async with self._write() as conn:
             await conn.execute(
                 conversations.insert().values(
                     id=record.id,
@@ -202,6 +355,7 @@ class Store:
         return None if row is None else _record(row._mapping)
 
     async def check_token(self, conversation_id: str, token: str) -> bool:
+        """True if ``token`` is the conversation's token; False for unknown ids."""
         async with self.engine.connect() as conn:
             stored = (
                 await conn.execute(
@@ -217,21 +371,31 @@ class Store:
     async def append_customer_message(
         self, conversation_id: str, client_id: str, text: str, now: datetime
     ) -> tuple[StoredEvent, bool]:
-        """Store a customer message once per ``client_id``; (event, created)."""
+        """Store a customer message once per ``client_id``: returns (event, created).
+
+        A retry with a ``client_id`` already stored stores nothing and returns the original
+        event with ``created=False``, also when the two calls race.
+        """
+        _check_id("client_id", client_id, CLIENT_ID_MAX_CHARS)
+        now = _utc(now)
         existing = await self._by_client_id(conversation_id, client_id)
         if existing is not None:
             return existing, False
         try:
-            created = await self.append_event(
-                conversation_id,
-                kind="message",
-                role=Role.CUSTOMER,
-                text=text,
-                payload={},
-                now=now,
-                client_id=client_id,
-            )
+            async with self._write() as conn:
+                created = await _append(
+                    conn,
+                    conversation_id,
+                    kind=MESSAGE,
+                    role=Role.CUSTOMER,
+                    text=text,
+                    client_id=client_id,
+                    payload={},
+                    now=now,
+                )
         except IntegrityError:
+            # A concurrent call stored the same client_id between our check and insert;
+            # our transaction (with its sequence number) was rolled back.
             raced = await self._by_client_id(conversation_id, client_id)
             if raced is None:
                 raise
@@ -245,28 +409,28 @@ class Store:
         kind: str,
         role: Role | None,
         text: str | None,
-        payload: Mapping[str, Any],
+        payload: Mapping[str, object],
         now: datetime,
-        client_id: str | None = None,
     ) -> StoredEvent:
-        """Store an event with the conversation's next sequence number."""
-        async with self.engine.begin() as conn:
-            seq = await self._next_seq(conn, conversation_id, now)
-            await conn.execute(
-                events.insert().values(
-                    conversation_id=conversation_id,
-                    seq=seq,
-                    kind=kind,
-                    role=role.value if role else None,
-                    text=text,
-                    client_id=client_id,
-                    payload=dict(payload),
-                    created_at=now,
-                )
+        """Store a bot or agent message with the conversation's next sequence number.
+
+        Status events are written by :meth:`set_status`, which also moves the conversation.
+        """
+        if kind != MESSAGE:
+            hint = "; use set_status() to change the status" if kind == STATUS else ""
+            raise ValueError(f"append_event stores {MESSAGE!r} events, got kind {kind!r}{hint}")
+        now = _utc(now)
+        async with self._write() as conn:
+            return await _append(
+                conn,
+                conversation_id,
+                kind=kind,
+                role=role,
+                text=text,
+                client_id=None,
+                payload=payload,
+                now=now,
             )
-        return StoredEvent(
-            conversation_id, seq, kind, role, text, client_id, MappingProxyType(dict(payload)), now
-        )
 
     async def set_status(
         self,
@@ -276,43 +440,40 @@ class Store:
         reason: str | None,
         now: datetime,
     ) -> StoredEvent:
-        """Move the conversation to ``status`` (a legal transition) and record it as an event."""
-        payload = {"status": status.value, "reason": reason}
-        async with self.engine.begin() as conn:
+        """Move the conversation to ``status`` and record a ``status`` event.
+
+        Raises :class:`bot.errors.IllegalTransition` (storing nothing) if the move is not
+        legal from the current status, including a move to the status it already has; of
+        two racing moves from the same status only one succeeds.
+        """
+        now = _utc(now)
+        async with self._write() as conn:
             current = (
                 await conn.execute(
                     sa.select(conversations.c.status)
                     .where(conversations.c.id == conversation_id)
-                    .with_for_update()
+                    .with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE locks already
                 )
             ).scalar()
             if current is None:
                 raise UnknownConversation(conversation_id)
             ConversationStatus(current).check_transition(status)
-            await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == conversation_id)
-                .values(status=status.value)
+            return await _append(
+                conn,
+                conversation_id,
+                kind=STATUS,
+                role=None,
+                text=None,
+                client_id=None,
+                payload={"status": status.value, "reason": reason},
+                now=now,
+                status=status,
             )
-            seq = await self._next_seq(conn, conversation_id, now)
-            await conn.execute(
-                events.insert().values(
-                    conversation_id=conversation_id,
-                    seq=seq,
-                    kind="status",
-                    role=None,
-                    text=None,
-                    client_id=None,
-                    payload=payload,
-                    created_at=now,
-                )
-            )
-        return StoredEvent(
-            conversation_id, seq, "status", None, None, None, MappingProxyType(payload), now
-        )
 
     async def set_low_confidence_streak(self, conversation_id: str, value: int) -> None:
-        async with self.engine.begin() as conn:
+        if value < 0:
+            raise ValueError(f"low_confidence_streak must be >= 0, got {value}")
+        async with self._write() as conn:
             result = await conn.execute(
                 conversations.update()
                 .where(conversations.c.id == conversation_id)
@@ -324,6 +485,8 @@ class Store:
     async def events_after(
         self, conversation_id: str, last_seq: int, limit: int = 1000
     ) -> list[StoredEvent]:
+        """Up to ``limit`` events with a sequence number above ``last_seq``, in order."""
+        _check_limit(limit)
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -333,19 +496,30 @@ class Store:
                     .limit(limit)
                 )
             ).all()
+            if not rows:
+                await _require(conn, conversation_id)
         return [_event(row._mapping) for row in rows]
 
-    async def recent_turns(self, conversation_id: str, limit: int) -> tuple[Turn, ...]:
-        """The last ``limit`` messages as turns, oldest first."""
+    async def recent_turns(
+        self, conversation_id: str, limit: int, before_seq: int | None = None
+    ) -> tuple[Turn, ...]:
+        """The last ``limit`` messages (customer, bot and agent) as turns, oldest first;
+        only those with a sequence number below ``before_seq`` when it is given."""
+        _check_limit(limit)
+        conditions = [events.c.conversation_id == conversation_id, events.c.kind == MESSAGE]
+        if before_seq is not None:
+            conditions.append(events.c.seq < before_seq)
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     sa.select(events.c.role, events.c.text, events.c.created_at)
-                    .where(events.c.conversation_id == conversation_id, events.c.kind == "message")
+                    .where(*conditions)
                     .order_by(events.c.seq.desc())
                     .limit(limit)
                 )
             ).all()
+            if not rows:
+                await _require(conn, conversation_id)
         return tuple(Turn(Role(r.role), r.text or "", r.created_at) for r in reversed(rows))
 
     async def _by_client_id(self, conversation_id: str, client_id: str) -> StoredEvent | None:
@@ -360,18 +534,69 @@ class Store:
             ).first()
         return None if row is None else _event(row._mapping)
 
-    async def _next_seq(self, conn: AsyncConnection, conversation_id: str, now: datetime) -> int:
-        seq = (
-            await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == conversation_id)
-                .values(last_seq=conversations.c.last_seq + 1, updated_at=now)
-                .returning(conversations.c.last_seq)
-            )
-        ).scalar()
-        if seq is None:
-            raise UnknownConversation(conversation_id)
-        return int(seq)
+
+async def _append(
+    conn: AsyncConnection,
+    conversation_id: str,
+    *,
+    kind: str,
+    role: Role | None,
+    text: str | None,
+    client_id: str | None,
+    payload: Mapping[str, object],
+    now: datetime,
+    status: ConversationStatus | None = None,
+) -> StoredEvent:
+    """Take the next sequence number and insert the event, in the caller's transaction.
+
+    The ``UPDATE ... RETURNING`` locks the conversation row until the transaction ends, so
+    concurrent appends to one conversation get consecutive numbers, and a rolled-back
+    append gives its number back.
+    """
+    if kind == MESSAGE and (role is None or text is None):
+        raise ValueError(f"a message needs a role and a text, got role={role!r} text={text!r}")
+    if text is not None:
+        # PostgreSQL cannot store NUL in text; replace it on every backend alike.
+        text = text.replace("\x00", "\ufffd")
+    data = _json_object(payload)
+    values: dict[str, object] = {"last_seq": conversations.c.last_seq + 1, "updated_at": now}
+    if status is not None:
+        values["status"] = status.value
+    seq = (
+        await conn.execute(
+            conversations.update()
+            .where(conversations.c.id == conversation_id)
+            .values(values)
+            .returning(conversations.c.last_seq)
+        )
+    ).scalar()
+    if seq is None:
+        raise UnknownConversation(conversation_id)
+    await conn.execute(
+        events.insert().values(
+            conversation_id=conversation_id,
+            seq=seq,
+            kind=kind,
+            role=None if role is None else role.value,
+            text=text,
+            client_id=client_id,
+            payload=data,
+            created_at=now,
+        )
+    )
+    return StoredEvent(
+        conversation_id, int(seq), kind, role, text, client_id, MappingProxyType(data), now
+    )
+
+
+async def _require(conn: AsyncConnection, conversation_id: str) -> None:
+    found = (
+        await conn.execute(
+            sa.select(conversations.c.id).where(conversations.c.id == conversation_id)
+        )
+    ).first()
+    if found is None:
+        raise UnknownConversation(conversation_id)
 
 
 def _record(row: sa.RowMapping) -> ConversationRecord:
@@ -391,7 +616,7 @@ def _event(row: sa.RowMapping) -> StoredEvent:
         conversation_id=row["conversation_id"],
         seq=int(row["seq"]),
         kind=row["kind"],
-        role=Role(row["role"]) if row["role"] else None,
+        role=None if row["role"] is None else Role(row["role"]),
         text=row["text"],
         client_id=row["client_id"],
         payload=MappingProxyType(dict(row["payload"] or {})),
@@ -399,20 +624,29 @@ def _event(row: sa.RowMapping) -> StoredEvent:
     )
 
 
-def _make_engine(url: str) -> AsyncEngine:
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"expected a timezone-aware datetime (e.g. datetime.now(UTC)), got naive {value!r}"
+        )
+    return value.astimezone(UTC)
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
 
-        return engine
-    return create_async_engine(url, pool_pre_ping=True)
+def _json_object(payload: Mapping[str, object]) -> dict[str, object]:
+    """A plain JSON copy of ``payload``, so what is returned equals what is read back."""
+    try:
+        data: dict[str, object] = json.loads(json.dumps(dict(payload), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"event payload must be JSON-serialisable: {exc}") from exc
+    return data
+
+
+def _check_id(name: str, value: str, max_chars: int) -> None:
+    # Checked here so that SQLite (no length limits) and PostgreSQL behave alike.
+    if not 0 < len(value) <= max_chars:
+        raise ValueError(f"{name} must have 1 to {max_chars} characters, got {len(value)}")
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")

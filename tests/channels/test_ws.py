@@ -219,3 +219,27 @@ async def test_flooding_closes_with_4429(server: str) -> None:
         while True:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
+
+
+class BrokenModel:
+    """A model whose inference always fails (a corrupt bundle, out of memory, ...)."""
+
+    version = "broken"
+
+    def analyze(self, texts: list[str], k: int = 5) -> list[Any]:
+        raise RuntimeError("inference exploded")
+
+
+async def test_inference_failure_still_answers(tmp_path: Path, shop_home: Path) -> None:
+    """If answering fails, the customer gets an apology with a person button, not silence."""
+    settings = Settings(
+        home=shop_home,
+        bot=Path("examples/shop"),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+    )
+    with running_server(settings, model=BrokenModel()) as address:
+        ws, _ = await hello(address)
+        answer = (await ask(ws, "x", "hello"))[-1]
+        await ws.close()
+    assert "something went wrong on our side" in answer["text"]
+    assert answer["buttons"][0]["title"] == "Talk to a person"
