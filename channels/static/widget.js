@@ -161,6 +161,7 @@
     } else if (f.type === "status") {
       typing.textContent = "";
       log.appendChild(el("div", "fd-status", STATUS_TEXT[f.status] || f.status));
+      log.scrollTop = log.scrollHeight;
       if (f.status === "closed") { delete state.conversation_id; delete state.token; save(); }
     }
   }
