@@ -40,8 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:
         from retrieval.errors import RetrievalError
+        from training.intent_data import IntentDataError
 
-        if isinstance(exc, RetrievalError):
+        if isinstance(exc, RetrievalError | IntentDataError):
             print(f"frontdesk: error: {exc}", file=sys.stderr)
             return 2
         raise
@@ -89,7 +90,82 @@ def _parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="talk to the bot in the terminal")
     common(chat)
     chat.set_defaults(run=_chat)
+
+    intents = sub.add_parser("intents", help="train and evaluate an intent classifier alone")
+    isub = intents.add_subparsers(required=True, metavar="COMMAND")
+    itrain = isub.add_parser(
+        "train", help="fine-tune, calibrate and export an intent model into a folder"
+    )
+    itrain.add_argument(
+        "--train",
+        type=Path,
+        required=True,
+        help="CSV (text,intent|category), Rasa nlu.yml, or bot folder; rows labelled "
+        "`oos` are out-of-scope examples",
+    )
+    itrain.add_argument("--out", type=Path, required=True, help="model folder to write")
+    itrain.add_argument("--valid", type=Path, help="validation rows (default: carved out)")
+    itrain.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    itrain.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
+    itrain.add_argument("--json", action="store_true", help="print the result as JSON")
+    itrain.set_defaults(run=_intents_train)
+    ieval = isub.add_parser("eval", help="evaluate an intent model on labelled rows")
+    ieval.add_argument("--model", type=Path, required=True, help="model folder")
+    ieval.add_argument("--test", type=Path, required=True, help="CSV, nlu.yml or bot folder")
+    ieval.add_argument("--json", action="store_true", help="print one JSON object")
+    ieval.set_defaults(run=_intents_eval)
     return parser
+
+
+def _intents_train(args: argparse.Namespace) -> int:
+    from training.args import TrainingArguments
+    from training.intent_model import train_intent_model
+
+    overrides: dict[str, Any] = {"device": args.device}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    result = train_intent_model(
+        args.train,
+        args.out,
+        valid=args.valid,
+        args=TrainingArguments(**overrides),
+        progress=not args.json,
+    )
+    _print_problems([str(p) for p in result.problems])
+    if args.json:
+        _print_json(asdict(result), path=str(result.path), problems=len(result.problems))
+    else:
+        print(
+            f"trained {result.intents} intents from {result.train_rows} rows "
+            f"({result.oos_rows} out-of-scope), validated on {result.valid_rows}, "
+            f"best epoch {result.best_epoch}, {result.seconds:.0f}s -> {result.path}"
+        )
+    return 0
+
+
+def _intents_eval(args: argparse.Namespace) -> int:
+    from training.intent_eval import evaluate_model
+
+    numbers, problems = evaluate_model(args.model, args.test)
+    _print_problems([str(p) for p in problems])
+    if args.json:
+        print(json.dumps(numbers))
+    else:
+        for key, value in numbers.items():
+            print(f"{key:>18}: {value}")
+        print(f"report: {args.model / 'reports'}")
+    return 0
+
+
+def _print_json(fields: dict[str, Any], **overrides: Any) -> None:
+    print(json.dumps({**fields, **overrides}))
+
+
+def _print_problems(problems: list[str], shown: int = 20) -> None:
+    for problem in problems[:shown]:
+        print(f"skipped {problem}", file=sys.stderr)
+    if len(problems) > shown:
+        print(f"... and {len(problems) - shown} more skipped", file=sys.stderr)
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -115,17 +191,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
     result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)
-    shown = 20
-    for problem in result.log_problems[:shown]:
-        where = f"{problem.source}:{problem.line}" if problem.line else problem.source
-        print(f"skipped {where}: {problem.message}", file=sys.stderr)
-    if len(result.log_problems) > shown:
-        print(f"... and {len(result.log_problems) - shown} more skipped records", file=sys.stderr)
+    _print_problems(
+        [
+            f"{p.source}:{p.line}: {p.message}" if p.line else f"{p.source}: {p.message}"
+            for p in result.log_problems
+        ]
+    )
     if args.json:
-        out = asdict(result)
-        out["path"] = str(result.path)
-        out["log_problems"] = len(result.log_problems)
-        print(json.dumps(out))
+        _print_json(asdict(result), path=str(result.path), log_problems=len(result.log_problems))
     else:
         print(
             f"trained {result.version}: {result.intents} intents from {result.examples} "

@@ -65,7 +65,7 @@ def load_current_bundle(models_dir: Path, definition: BotDefinition) -> Analyzer
             "(or `make demo`) first"
         )
     bundle = Bundle.load(path)
-    trained = set(bundle.head.labels)
+    trained = set(bundle.head.intents)
     defined = {intent.name for intent in definition.intents}
     if trained != defined:
         missing = ", ".join(sorted(defined - trained)) or "-"

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -19,57 +19,21 @@ import numpy.typing as npt
 from retrieval import scoring
 from retrieval.errors import BundleError
 from retrieval.index import DialogueIndex
+from retrieval.intent_head import IntentHead
+from retrieval.onnx_encoder import OnnxEncoder
 
-if TYPE_CHECKING:
-    from retrieval.encoder import Encoder
+
+class TextEncoder(Protocol):
+    dim: int
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]: ...
+
 
 MANIFEST = "manifest.json"
 HEAD_FILE = "intent_head.npz"
 ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
-FORMAT = 1
-
-
-@dataclass(frozen=True)
-class IntentHead:
-    labels: tuple[str, ...]
-    weight: npt.NDArray[np.float32]  # (C, D)
-    bias: npt.NDArray[np.float32]  # (C,)
-    temperature: float
-    examples: npt.NDArray[np.float32]  # (E, D) training example embeddings
-    oos_similarity: float
-    """Nearest-example similarity at which the out-of-scope score is 0.5."""
-
-    def predict(
-        self, embeddings: npt.NDArray[np.float32]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """(B, D) -> probabilities (B, C), out-of-scope scores (B,)."""
-        probs = scoring.intent_probabilities(embeddings, self.weight, self.bias, self.temperature)
-        similarity = scoring.max_similarity(embeddings, self.examples)
-        return probs, scoring.out_of_scope_score(similarity, self.oos_similarity)
-
-    def save(self, path: Path) -> None:
-        np.savez(
-            path,
-            labels=np.asarray(self.labels),
-            weight=self.weight,
-            bias=self.bias,
-            temperature=np.float32(self.temperature),
-            examples=self.examples,
-            oos_similarity=np.float32(self.oos_similarity),
-        )
-
-    @classmethod
-    def load(cls, path: Path) -> IntentHead:
-        with np.load(path, allow_pickle=False) as data:
-            return cls(
-                labels=tuple(str(x) for x in data["labels"]),
-                weight=data["weight"].astype(np.float32),
-                bias=data["bias"].astype(np.float32),
-                temperature=float(data["temperature"]),
-                examples=data["examples"].astype(np.float32),
-                oos_similarity=float(data["oos_similarity"]),
-            )
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -93,7 +57,7 @@ class Bundle:
         self,
         path: Path,
         manifest: Mapping[str, Any],
-        encoder: Encoder,
+        encoder: TextEncoder,
         head: IntentHead,
         index: DialogueIndex,
     ) -> None:
@@ -123,11 +87,9 @@ class Bundle:
             head = IntentHead.load(path / HEAD_FILE)
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{path / HEAD_FILE}: cannot load the intent head: {exc}") from exc
-        from retrieval.encoder import Encoder
-
         try:
-            encoder = Encoder(path / ENCODER_DIR)
-        except (OSError, ValueError) as exc:
+            encoder = load_encoder(path / ENCODER_DIR)
+        except (OSError, ValueError, RuntimeError) as exc:
             raise BundleError(f"{path / ENCODER_DIR}: cannot load the encoder: {exc}") from exc
         index = DialogueIndex.load(path / INDEX_DIR)
         if head.weight.shape[1] != encoder.dim or index.dim != encoder.dim:
@@ -137,6 +99,12 @@ class Bundle:
             )
         return cls(path, manifest, encoder, head, index)
 
+    def predict_intents(
+        self, texts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """In-scope probabilities (N, C_in) in ``head.intents`` order, out-of-scope scores (N,)."""
+        return self.head.predict(self.encoder.encode(texts))
+
     def analyze(self, texts: Sequence[str], k: int = 5) -> list[Analysis]:
         """One encoder pass over ``texts``; everything else is array math."""
         embeddings = self.encoder.encode(texts)  # (B, D)
@@ -144,8 +112,9 @@ class Bundle:
         hits = self.index.search(embeddings, k)
         results: list[Analysis] = []
         for row, emb in enumerate(embeddings):
-            order = scoring.top_k(probs[row], len(self.head.labels))
-            intents = tuple((self.head.labels[i], float(probs[row, i])) for i in order)
+            names = self.head.intents
+            order = scoring.top_k(probs[row], len(names))
+            intents = tuple((names[i], float(probs[row, i])) for i in order)
             replies: tuple[ScoredReply, ...] = ()
             if hits[row]:
                 ctx = np.asarray([h.similarity for h in hits[row]], dtype=np.float32)
@@ -157,3 +126,12 @@ class Bundle:
                 )
             results.append(Analysis(intents, float(oos[row]), replies))
         return results
+
+
+def load_encoder(folder: Path) -> TextEncoder:
+    """The ONNX encoder when the bundle has one (serving needs no torch then), else torch."""
+    if OnnxEncoder.available(folder):
+        return OnnxEncoder(folder)
+    from retrieval.encoder import Encoder
+
+    return Encoder(folder)

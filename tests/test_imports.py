@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 BLOCK = (
     "import sys\n"
@@ -42,3 +43,18 @@ def test_blocked_torch_really_fails() -> None:
     """The block above works, so the tests above can fail."""
     result = run("import retrieval.encoder\nretrieval.encoder.Encoder('x')\n")
     assert result.returncode != 0 and "torch" in result.stderr
+
+
+def test_a_trained_bundle_serves_without_torch(shop_home: Path) -> None:
+    """The bundle's encoder is exported to ONNX: loading and analysing needs no torch."""
+    result = run(
+        "from pathlib import Path\n"
+        "from retrieval.bundle import Bundle\n"
+        "from retrieval.registry import Registry\n"
+        f"bundle = Bundle.load(Registry(Path({str(shop_home / 'models')!r})).current_path())\n"
+        "(a,) = bundle.analyze(['where is my order 1042?'])\n"
+        "print(type(bundle.encoder).__name__, a.intents[0][0])\n"
+        "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["OnnxEncoder", "order_status"]

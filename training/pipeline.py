@@ -17,14 +17,17 @@ from retrieval import bundle as bundle_files
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.index import DialogueIndex
+from retrieval.intent_head import IntentHead
 from retrieval.pairs import reply_pairs
 from retrieval.registry import Registry
 from training.args import TrainingArguments
+from training.export import export_onnx
 from training.intents import train_intents
 
 log = logging.getLogger(__name__)
 
 DIALOGUES_FILE = "dialogues.jsonl"
+TRAINING_ARGS_FILE = "training_args.json"
 
 
 def bot_digest(bot_dir: Path) -> str:
@@ -78,7 +81,8 @@ def train_bot(
 
     device = args.resolved_device()
     encoder = Encoder(base_model or base_model_path(), device=device, max_length=args.max_length)
-    head = train_intents(encoder, texts, labels, args, progress=progress)
+    training = train_intents(encoder, texts, labels, args, progress=progress)
+    head = training.head
 
     sources = list(logs) if logs is not None else _default_logs(bot_dir)
     problems: list[ReadProblem] = []
@@ -97,23 +101,21 @@ def train_bot(
     registry.root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.root))
     try:
-        encoder.save(staging / bundle_files.ENCODER_DIR)
-        head.save(staging / bundle_files.HEAD_FILE)
-        index.save(staging / bundle_files.INDEX_DIR)
-        args.save(staging / "training_args.json")
         manifest = {
             "format": bundle_files.FORMAT,
             "bot": definition.name,
             "bot_digest": bot_digest(bot_dir),
             "created_at": datetime.now(UTC).isoformat(),
-            "intents": list(head.labels),
+            "intents": list(head.intents),
             "examples": len(texts),
             "indexed_turns": len(index),
             "dialogue_sources": [str(s) for s in sources],
             "device": device,
             "training_args": asdict(args),
+            "best_epoch": training.best_epoch,
+            "history": [asdict(r) for r in training.history],
         }
-        (staging / bundle_files.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
         version = registry.publish(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -121,11 +123,31 @@ def train_bot(
     return TrainResult(
         version=version,
         path=registry.root / version,
-        intents=len(head.labels),
+        intents=len(head.intents),
         examples=len(texts),
         indexed_turns=len(index),
         log_problems=tuple(problems),
         seconds=time.perf_counter() - started,
+    )
+
+
+def save_bundle(
+    folder: Path,
+    *,
+    encoder: Encoder,
+    head: IntentHead,
+    index: DialogueIndex,
+    args: TrainingArguments,
+    manifest: dict[str, object],
+) -> None:
+    """Write every file of a bundle into ``folder`` (the encoder also as ONNX)."""
+    encoder.save(folder / bundle_files.ENCODER_DIR)
+    export_onnx(encoder, folder / bundle_files.ENCODER_DIR)
+    head.save(folder / bundle_files.HEAD_FILE)
+    index.save(folder / bundle_files.INDEX_DIR)
+    args.save(folder / TRAINING_ARGS_FILE)
+    (folder / bundle_files.MANIFEST).write_text(
+        json.dumps(manifest, indent=2) + "\n", encoding="utf-8"
     )
 
 

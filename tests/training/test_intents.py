@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from retrieval.encoder import Encoder, base_model_path
+from retrieval.intent_head import IntentHead
 from training.args import TrainingArguments
-from training.intents import train_intents
+from training.intents import calibrated, length_batches, split_validation, train_intents
 
 ROWS = [
     ("where is my parcel", "track"),
@@ -26,33 +27,35 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[Encoder, object]:
+def trained() -> tuple[Encoder, IntentHead]:
     encoder = Encoder(base_model_path())
     args = TrainingArguments(epochs=4, batch_size=4, seed=1)
-    head = train_intents(encoder, [t for t, _ in ROWS], [y for _, y in ROWS], args, progress=False)
-    return encoder, head
+    result = train_intents(
+        encoder, [t for t, _ in ROWS], [y for _, y in ROWS], args, progress=False
+    )
+    return encoder, result.head
 
 
-def test_fits_its_training_rows(trained: tuple[Encoder, object]) -> None:
+def test_fits_its_training_rows(trained: tuple[Encoder, IntentHead]) -> None:
     """After fine-tuning, every training row is predicted as its own intent."""
     encoder, head = trained
-    probs, _ = head.predict(encoder.encode([t for t, _ in ROWS]))  # type: ignore[attr-defined]
-    predicted = [head.labels[i] for i in probs.argmax(axis=1)]  # type: ignore[attr-defined]
+    probs, _ = head.predict(encoder.encode([t for t, _ in ROWS]))
+    predicted = [head.intents[i] for i in probs.argmax(axis=1)]
     assert predicted == [y for _, y in ROWS]
     assert probs.max(axis=1).min() > 0.5
 
 
 def test_generalises_to_paraphrases_and_flags_unrelated_text(
-    trained: tuple[Encoder, object],
+    trained: tuple[Encoder, IntentHead],
 ) -> None:
     """Unseen paraphrases land on the right intent; unrelated text scores as out of scope."""
     encoder, head = trained
-    probs, oos = head.predict(  # type: ignore[attr-defined]
+    probs, oos = head.predict(
         encoder.encode(
             ["where's my package?", "can I have a refund", "what is the capital of Peru"]
         )
     )
-    labels = [head.labels[i] for i in probs.argmax(axis=1)]  # type: ignore[attr-defined]
+    labels = [head.intents[i] for i in probs.argmax(axis=1)]
     assert labels[:2] == ["track", "refund"]
     assert oos[2] > 0.5 and oos[0] < 0.5 and oos[1] < 0.5
 
@@ -68,7 +71,7 @@ def test_same_seed_same_model() -> None:
             [y for _, y in rows],
             args,
             progress=False,
-        )
+        ).head
         for _ in range(2)
     ]
     np.testing.assert_allclose(heads[0].weight, heads[1].weight, atol=1e-5)
@@ -79,3 +82,89 @@ def test_invalid_arguments_are_refused(bad: dict[str, object]) -> None:
     """Training arguments are validated when built, naming the bad field."""
     with pytest.raises(ValueError, match=next(iter(bad))):
         TrainingArguments(**bad)  # type: ignore[arg-type]
+
+
+def test_validation_carve_out_is_stratified_and_seeded() -> None:
+    """About 10 % of each intent with >= 5 rows; tinier intents stay whole in training."""
+    labels = ["a"] * 20 + ["b"] * 10 + ["c"] * 4
+    train, valid = split_validation(labels, 0.1, seed=7)
+    assert sorted(np.concatenate([train, valid]).tolist()) == list(range(len(labels)))
+    assert sorted(labels[i] for i in valid) == ["a", "a", "b"]
+    again = split_validation(labels, 0.1, seed=7)
+    assert (again[1] == valid).all()
+
+
+def test_length_batches_cover_every_row_once_with_similar_lengths() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 60, size=1000)
+    batches = length_batches(lengths, 32, np.random.default_rng(1))
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 5  # random batches of 32 would spread over ~50 tokens
+
+
+def test_auto_epochs_and_batch_size_follow_the_data_size() -> None:
+    args = TrainingArguments()
+    assert args.epochs_for(300) == 10 and args.batch_size_for(300) == 16
+    assert args.epochs_for(10_000) == 4 and args.batch_size_for(10_000) == 32
+    assert args.epochs_for(100_000) == 3
+    assert TrainingArguments(epochs=2).epochs_for(300) == 2
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    """Easy intents reach full validation accuracy at once: training stops after `patience`
+    epochs without improvement and keeps the best epoch's weights."""
+    rows = [
+        *ROWS,
+        ("track my order please", "track"), ("where is the delivery", "track"),
+        ("refund the money", "refund"), ("money back please", "refund"),
+        ("hello!", "greet"), ("hi there friend", "greet"),
+    ]  # fmt: skip
+    args = TrainingArguments(epochs=6, batch_size=4, patience=1, seed=5, valid_fraction=0.3)
+    result = train_intents(
+        Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args, progress=False
+    )
+    accuracies = [r.valid_accuracy for r in result.history]
+    assert len(result.history) < 6
+    assert len(result.history) == result.best_epoch + 1
+    assert accuracies[result.best_epoch - 1] == max(accuracies)  # type: ignore[type-var]
+    assert result.valid_rows == 6 and result.train_rows == len(rows) - 6  # 2 of 6 per intent
+
+
+def _head(labels: tuple[str, ...], oos_label: str | None = None) -> IntentHead:
+    n = len(labels)
+    return IntentHead(
+        labels=labels,
+        weight=np.eye(n, dtype=np.float32),
+        bias=np.zeros(n, dtype=np.float32),
+        temperature=1.0,
+        threshold=0.0,
+        oos_label=oos_label,
+    )
+
+
+def test_without_oos_rows_the_threshold_rejects_no_right_answer() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=300)
+    logits = rng.normal(0, 1, size=(300, 3)).astype(np.float32)
+    logits[np.arange(300), labels] += 3.0
+    head = calibrated(_head(("a", "b", "c")), logits, labels, 0.0)
+    probs, oos = head.predict(logits)  # identity weight: embeddings are the logits
+    right = probs.argmax(axis=1) == labels
+    assert 0.3 < head.temperature < 3.0
+    assert (oos[right] < 0.5).all()
+    assert head.threshold > 1 / 3
+
+
+def test_with_oos_rows_the_threshold_trades_them_off() -> None:
+    """Out-of-scope validation rows (class `oos`) are rejected; in-scope rows are kept."""
+    labels = np.asarray([0, 1, 2] * 20)  # class 1 is `oos`
+    logits = np.full((60, 3), 0.0, dtype=np.float32)
+    logits[labels == 0, 0] = 4.0
+    logits[labels == 2, 2] = 4.0
+    logits[labels == 1] = [1.0, 1.5, 1.2]  # oos rows: in-scope confidence stays low
+    head = calibrated(_head(("a", "oos", "c"), "oos"), logits, labels, 0.0)
+    probs, oos = head.predict(logits)
+    assert head.intents == ("a", "c") and probs.shape == (60, 2)
+    assert (oos[labels == 1] > 0.5).all() and (oos[labels != 1] < 0.5).all()

@@ -32,6 +32,7 @@ def test_bundle_holds_every_part(shop_home: Path) -> None:
     assert manifest["training_args"]["epochs"] == 4
     for part in (
         "encoder/config.json",
+        "encoder/model.onnx",
         "intent_head.npz",
         "index/index.faiss",
         "training_args.json",
@@ -97,10 +98,12 @@ def test_no_model_says_how_to_train(tmp_path: Path) -> None:
 
 def test_head_round_trips(shop_bundle: Any, tmp_path: Path) -> None:
     """The intent head saves and loads without changing a number."""
-    from retrieval.bundle import IntentHead
+    from retrieval.intent_head import IntentHead
 
     shop_bundle.head.save(tmp_path / "head.npz")
     loaded = IntentHead.load(tmp_path / "head.npz")
     assert loaded.labels == shop_bundle.head.labels
     np.testing.assert_array_equal(loaded.weight, shop_bundle.head.weight)
-    assert loaded.oos_similarity == pytest.approx(shop_bundle.head.oos_similarity)
+    assert loaded.temperature == pytest.approx(shop_bundle.head.temperature)
+    assert loaded.threshold == pytest.approx(shop_bundle.head.threshold)
+    assert loaded.oos_label == shop_bundle.head.oos_label

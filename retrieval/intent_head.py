@@ -1,0 +1,98 @@
+"""The intent head of a bundle: a cosine classifier over encoder embeddings, its calibration
+temperature, and its out-of-scope threshold. Pure numpy at serving time.
+
+Classes may include an out-of-scope class (trained from rows labelled ``oos``); it is never
+reported as an intent, but the probability it takes lowers every in-scope probability.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from retrieval import scoring
+
+Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class IntentHead:
+    labels: tuple[str, ...]
+    """Every trained class, the out-of-scope class included when there is one."""
+    weight: Array  # (C, D), rows scaled by the training logit scale
+    bias: Array  # (C,)
+    temperature: float
+    """Calibration: probabilities are softmax(logits / temperature)."""
+    threshold: float
+    """In-scope confidence below which a message is out of scope (score 0.5 there)."""
+    oos_label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.weight.shape[0] != len(self.labels) or self.bias.shape != (len(self.labels),):
+            raise ValueError(
+                f"intent head: {len(self.labels)} labels but weight {self.weight.shape} "
+                f"and bias {self.bias.shape}"
+            )
+        if self.oos_label is not None and self.oos_label not in self.labels:
+            raise ValueError(f"intent head: out-of-scope label {self.oos_label!r} not in labels")
+
+    @property
+    def oos_class(self) -> int | None:
+        return None if self.oos_label is None else self.labels.index(self.oos_label)
+
+    @property
+    def intents(self) -> tuple[str, ...]:
+        """In-scope intents, in the column order of :meth:`predict`."""
+        return tuple(label for label in self.labels if label != self.oos_label)
+
+    def logits(self, embeddings: Array) -> Array:
+        """(B, D) -> (B, C) uncalibrated."""
+        out: Array = (embeddings @ self.weight.T + self.bias).astype(np.float32)
+        return out
+
+    def predict(self, embeddings: Array) -> tuple[Array, Array]:
+        """(B, D) -> in-scope probabilities (B, C_in), out-of-scope scores (B,).
+
+        In-scope probabilities are not renormalised: mass on the out-of-scope class stays
+        missing from them.
+        """
+        probs = scoring.softmax(self.logits(embeddings), self.temperature)
+        oos = self.oos_class
+        if oos is not None:
+            probs = np.delete(probs, oos, axis=1)
+        confidence = probs.max(axis=1) if probs.shape[1] else np.zeros(len(probs), np.float32)
+        return probs, scoring.out_of_scope_score(confidence, self.threshold)
+
+    def save(self, path: Path) -> None:
+        np.savez(
+            path,
+            labels=np.asarray(self.labels),
+            weight=self.weight,
+            bias=self.bias,
+            meta=np.asarray(
+                json.dumps(
+                    {
+                        "temperature": self.temperature,
+                        "threshold": self.threshold,
+                        "oos_label": self.oos_label,
+                    }
+                )
+            ),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> IntentHead:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return cls(
+                labels=tuple(str(x) for x in data["labels"]),
+                weight=data["weight"].astype(np.float32),
+                bias=data["bias"].astype(np.float32),
+                temperature=float(meta["temperature"]),
+                threshold=float(meta["threshold"]),
+                oos_label=meta["oos_label"],
+            )

@@ -1,0 +1,52 @@
+"""The shared encoder at serving time: the exported ONNX graph under onnxruntime on CPU, fed
+by the fast tokenizer. Same ``encode`` contract as :class:`retrieval.encoder.Encoder`,
+no torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+ONNX_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+MAX_LENGTH = 64
+
+
+class OnnxEncoder:
+    """Embeds texts into (N, D) float32 unit vectors with onnxruntime."""
+
+    def __init__(self, folder: Path | str, max_length: int = MAX_LENGTH, threads: int = 0):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.path = Path(folder)
+        self.max_length = max_length
+        self.tokenizer = Tokenizer.from_file(str(self.path / TOKENIZER_FILE))
+        self.tokenizer.enable_truncation(max_length)
+        self.tokenizer.enable_padding()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(self.path / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+        )
+        self.dim = int(self.session.get_outputs()[0].shape[1] or self.encode(["x"]).shape[1])
+
+    @staticmethod
+    def available(folder: Path) -> bool:
+        return (folder / ONNX_FILE).is_file() and (folder / TOKENIZER_FILE).is_file()
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]:
+        parts: list[npt.NDArray[np.float32]] = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer.encode_batch(list(texts[start : start + batch_size]))
+            ids = np.asarray([b.ids for b in batch], dtype=np.int64)
+            mask = np.asarray([b.attention_mask for b in batch], dtype=np.int64)
+            (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            parts.append(np.asarray(out, dtype=np.float32))
+        if not parts:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        return np.concatenate(parts)

@@ -1,0 +1,145 @@
+"""The stable command line: `frontdesk intents train` and `frontdesk intents eval --json`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from channels.cli import main
+from retrieval.bundle import Bundle
+from retrieval.encoder import Encoder
+from retrieval.onnx_encoder import OnnxEncoder
+
+TRAIN = {
+    "track": [
+        "where is my parcel", "has my package shipped yet", "tracking number for my delivery",
+        "when will my order arrive", "my order hasn't come", "where's my stuff",
+        "is my package on its way", "order status please",
+    ],
+    "refund": [
+        "I want my money back", "how do I get a refund", "refund my payment please",
+        "you charged me twice, give it back", "when will I get my refund",
+        "the refund hasn't arrived", "can I be reimbursed", "return the money to my card",
+    ],
+    "greet": [
+        "hello there", "hi!", "good morning", "hey, anyone around?", "hiya", "good evening",
+        "hello", "hey there",
+    ],
+    "password": [
+        "I forgot my password", "reset my password", "can't log in to my account",
+        "my account is locked", "password reset link doesn't work", "how do I change my password",
+        "login not working", "I can't sign in",
+    ],
+    "oos": [
+        "what's the capital of Peru", "tell me a joke", "who won the football match",
+        "what is the weather tomorrow", "write me a poem", "how tall is mount everest",
+    ],
+}  # fmt: skip
+TEST = [
+    ("where's my package?", "track"),
+    ("can I have a refund", "refund"),
+    ("hi there", "greet"),
+    ("I need to reset my password", "password"),
+    ("what's the capital of France", "oos"),
+]
+
+
+def _csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "intent")
+) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("intents")
+    train = _csv(
+        folder / "train.csv",
+        [(t, y) for y, texts in TRAIN.items() for t in texts],
+        ("text", "category"),
+    )
+    out = folder / "model"
+    assert (
+        main(["intents", "train", "--train", str(train), "--out", str(out), "--epochs", "3"]) == 0
+    )
+    return out
+
+
+def test_train_writes_a_servable_bundle_with_a_report(model: Path) -> None:
+    for part in (
+        "manifest.json", "training_args.json", "intent_head.npz", "encoder/model.onnx",
+        "encoder/tokenizer.json", "reports/validation/report.md",
+        "reports/validation/reliability.png", "reports/validation/confidence.png",
+    ):  # fmt: skip
+        assert (model / part).is_file(), part
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["oos_label"] == "oos"
+    assert sorted(manifest["intents"]) == ["greet", "password", "refund", "track"]
+    assert manifest["valid_rows"] > 0 and 1 <= manifest["best_epoch"] <= 3
+    assert json.loads((model / "training_args.json").read_text())["epochs"] == 3
+    report = (model / "reports/validation/report.md").read_text()
+    assert "## Worst intents" in report and "## Most confused pairs" in report
+
+
+def test_eval_prints_the_contract_json(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test = _csv(tmp_path / "test.csv", TEST)
+    capsys.readouterr()
+    assert main(["intents", "eval", "--model", str(model), "--test", str(test), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == [
+        "n", "accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision", "ece",
+    ]  # fmt: skip
+    assert out["n"] == 5
+    assert out["in_scope_accuracy"] >= 0.75
+    assert out["oos_recall"] == 1.0
+    assert (model / "reports" / "test" / "report.md").is_file()
+
+
+def test_eval_without_oos_rows_gives_null_oos_fields(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test = _csv(tmp_path / "in_scope.csv", [r for r in TEST if r[1] != "oos"])
+    capsys.readouterr()
+    assert main(["intents", "eval", "--model", str(model), "--test", str(test), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["oos_recall"] is None and out["oos_precision"] is None
+
+
+def test_onnx_serving_agrees_with_torch(model: Path) -> None:
+    """The exported graph gives the fine-tuned encoder's embeddings and the same intents."""
+    texts = [t for t, _ in TEST] + ["a much longer message about an order that never arrived"]
+    torch_emb = Encoder(model / "encoder").encode(texts)
+    onnx_emb = OnnxEncoder(model / "encoder").encode(texts)
+    np.testing.assert_allclose(onnx_emb, torch_emb, atol=1e-4)
+    bundle = Bundle.load(model)
+    assert isinstance(bundle.encoder, OnnxEncoder)
+    head = bundle.head
+    assert (head.predict(onnx_emb)[0].argmax(1) == head.predict(torch_emb)[0].argmax(1)).all()
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _csv(tmp_path / "bad.csv", [("hi", "greet")], ("sentence", "label"))
+    assert main(["intents", "train", "--train", str(bad), "--out", str(tmp_path / "m")]) == 2
+    assert "expected a header with the columns `text` and `intent`" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("keep me")
+    good = _csv(tmp_path / "good.csv", [("hi", "greet"), ("refund", "refund")])
+    assert main(["intents", "train", "--train", str(good), "--out", str(busy)]) == 2
+    assert "not empty and holds no model" in capsys.readouterr().err
+    assert (busy / "notes.txt").read_text() == "keep me"
+
+    assert main(["intents", "eval", "--model", str(tmp_path / "nope"), "--test", str(good)]) == 2
+    assert "cannot read the bundle manifest" in capsys.readouterr().err

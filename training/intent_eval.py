@@ -1,0 +1,48 @@
+"""``frontdesk intents eval``: a model folder + labelled rows -> metrics and a report.
+
+Runs the model the way the server does (ONNX encoder, calibrated head); needs no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retrieval.bundle import Bundle
+from training.evaluation import metrics, predictions
+from training.intent_data import IntentRows, RowProblem, read_intent_rows
+from training.report import write_report
+
+REPORTS_DIR = "reports"
+
+
+def evaluate_model(
+    model: Path, test: Path, *, report_name: str | None = None
+) -> tuple[dict[str, float | int | None], tuple[RowProblem, ...]]:
+    """Metrics of ``model`` on the rows of ``test`` and the rows skipped as malformed;
+    writes ``model/reports/<name>/``."""
+    rows = read_intent_rows(test)
+    return evaluate_rows(model, rows, report_name=report_name or _name(test)), rows.problems
+
+
+def evaluate_rows(
+    model: Path, rows: IntentRows, *, report_name: str
+) -> dict[str, float | int | None]:
+    bundle = Bundle.load(model)
+    head = bundle.head
+    oos_label = head.oos_label or str(bundle.manifest.get("oos_label") or "oos")
+    probs, oos = bundle.predict_intents(rows.texts)
+    p = predictions(rows.labels, head.intents, probs, oos, oos_label)
+    numbers = metrics(p)
+    write_report(
+        model / REPORTS_DIR / report_name,
+        p,
+        numbers,
+        title=f"Intent model {model.name} on {report_name}",
+        threshold=head.threshold,
+    )
+    return numbers
+
+
+def _name(test: Path) -> str:
+    stem = test.stem if test.is_file() else test.name
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) or "test"
