@@ -41,7 +41,8 @@ def bot_digest(bot_dir: Path) -> str:
 
 
 def is_stale(bot_dir: Path, registry: Registry) -> bool:
-    """True when there is no current model or it was trained from another bot folder state."""
+    """True when there is no current model, it was trained from another bot folder state,
+    or it is in an older bundle format."""
     current = registry.current_path()
     if current is None:
         return True
@@ -49,6 +50,8 @@ def is_stale(bot_dir: Path, registry: Registry) -> bool:
         manifest = json.loads((current / bundle_files.MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return True
+    if manifest.get("format") != bundle_files.FORMAT:
+        return True  # trained by an older Frontdesk: this one cannot load it
     return bool(manifest.get("bot_digest") != bot_digest(bot_dir))
 
 

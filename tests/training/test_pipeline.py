@@ -13,7 +13,7 @@ import pytest
 from bot.definition import load_bot
 from channels.errors import NotReady
 from channels.runtime import load_current_bundle
-from retrieval.bundle import MANIFEST, Bundle
+from retrieval.bundle import FORMAT, MANIFEST, Bundle
 from retrieval.errors import BundleError
 from retrieval.registry import Registry
 from training.pipeline import is_stale
@@ -107,3 +107,20 @@ def test_head_round_trips(shop_bundle: Any, tmp_path: Path) -> None:
     assert loaded.temperature == pytest.approx(shop_bundle.head.temperature)
     assert loaded.threshold == pytest.approx(shop_bundle.head.threshold)
     assert loaded.oos_label == shop_bundle.head.oos_label
+
+
+def test_a_model_in_an_older_bundle_format_is_stale(shop_home: Path, tmp_path: Path) -> None:
+    """`make demo` retrains (instead of failing to serve) after an upgrade of the format."""
+    source = Registry(shop_home / "models").current_path()
+    assert source is not None
+    registry = Registry(tmp_path / "models")
+    staged = tmp_path / "models" / ".staging"
+    shutil.copytree(source, staged)
+    manifest = json.loads((staged / MANIFEST).read_text())
+    manifest["format"] = 1
+    (staged / MANIFEST).write_text(json.dumps(manifest))
+    registry.publish(staged)
+    assert is_stale(SHOP, registry)
+    manifest["format"] = FORMAT
+    (registry.current_path() / MANIFEST).write_text(json.dumps(manifest))  # type: ignore[operator]
+    assert not is_stale(SHOP, registry)
