@@ -40,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:
         from retrieval.errors import RetrievalError
-        from training.intent_data import IntentDataError
+        from training.errors import TrainingError
 
-        if isinstance(exc, RetrievalError | IntentDataError):
+        if isinstance(exc, RetrievalError | TrainingError):
             print(f"frontdesk: error: {exc}", file=sys.stderr)
             return 2
         raise

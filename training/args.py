@@ -67,10 +67,16 @@ class TrainingArguments:
         return 16 if rows < 2000 else 32
 
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
         import torch
 
+        if self.device == "cuda" and not torch.cuda.is_available():
+            from training.errors import TrainingError
+
+            raise TrainingError(
+                "--device cuda: no CUDA device is available to torch here; use --device cpu or auto"
+            )
+        if self.device != "auto":
+            return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def save(self, path: Path) -> None:

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.errors import BotError
+from training.errors import TrainingError
 
 OOS_LABEL = "oos"
 
 
-class IntentDataError(ValueError):
+class IntentDataError(TrainingError):
     """An intent data file that cannot be used at all."""
 
 

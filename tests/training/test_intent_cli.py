@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from channels.cli import main
 from retrieval.bundle import Bundle
@@ -143,3 +144,14 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert main(["intents", "eval", "--model", str(tmp_path / "nope"), "--test", str(good)]) == 2
     assert "cannot read the bundle manifest" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _csv(tmp_path / "good.csv", [("hi", "greet"), ("refund", "refund")])
+    args = ["intents", "train", "--train", str(good), "--out", str(tmp_path / "m")]
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
