@@ -130,13 +130,14 @@ def train_intents(
     in_scope = [n for n in names if n != oos_label]
     if len(in_scope) < 2:
         raise IntentDataError(f"expected at least 2 intents, got {len(in_scope)}: {in_scope}")
-    known = set(names)
+    known = {*names, oos_label}  # oos validation rows tune the threshold even with no oos class
     unseen = sorted(set(valid_labels) - known)
     if unseen:
         raise IntentDataError(f"validation rows have intents with no training rows: {unseen[:5]}")
     index = {n: i for i, n in enumerate(names)}
     y = np.asarray([index[label] for label in labels], dtype=np.int64)
-    vy = np.asarray([index[label] for label in valid_labels], dtype=np.int64)
+    # -1: an out-of-scope validation row when training has no out-of-scope class
+    vy = np.asarray([index.get(label, -1) for label in valid_labels], dtype=np.int64)
     oos_class = index.get(oos_label)
 
     # Class vectors start at each class's centroid in the base encoder's space.
@@ -210,8 +211,8 @@ def train_intents(
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         model.eval()
         accuracy: float | None = None
-        if len(vy):
-            accuracy = float((valid_logits().argmax(axis=1) == vy).mean())
+        if (vy >= 0).any():
+            accuracy = float((valid_logits()[vy >= 0].argmax(axis=1) == vy[vy >= 0]).mean())
         history.append(
             EpochRecord(epoch, float(np.mean(losses)), accuracy, time.perf_counter() - started)
         )
@@ -278,11 +279,18 @@ def calibrated(
     *,
     fit_temperature: bool = True,
 ) -> IntentHead:
-    """Fit the temperature and the out-of-scope threshold on validation logits (V, C)."""
-    temperature = calibration.fit_temperature(logits, labels) if fit_temperature else 1.0
+    """Fit the temperature and the out-of-scope threshold on validation logits (V, C).
+
+    ``labels`` index ``head.labels``; -1 marks an out-of-scope row when the head has no
+    out-of-scope class.
+    """
+    known = labels >= 0
+    temperature = (
+        calibration.fit_temperature(logits[known], labels[known]) if fit_temperature else 1.0
+    )
     probs = scoring.softmax(logits, temperature)
     oos = head.oos_class
-    is_oos = labels == oos if oos is not None else np.zeros(len(labels), dtype=bool)
+    is_oos = labels == oos if oos is not None else ~known
     in_probs = probs if oos is None else np.delete(probs, oos, axis=1)
     confidence = calibration.in_scope_confidence(probs, oos)
     in_labels = labels if oos is None else labels - (labels > oos)
@@ -292,7 +300,9 @@ def calibrated(
         oos_confidence = confidence[is_oos]
     else:  # no out-of-scope data: each intent in turn plays the unknown one
         in_logits = logits if oos is None else np.delete(logits, oos, axis=1)
-        oos_confidence = calibration.held_out_confidence(in_logits, in_labels, temperature)
+        oos_confidence = calibration.held_out_confidence(
+            in_logits[~is_oos], in_labels[~is_oos], temperature
+        )
         max_lost = max_lost_without_oos
     threshold = calibration.choose_threshold(
         confidence[~is_oos], correct[~is_oos], oos_confidence, max_lost, 1.0 / in_probs.shape[1]

@@ -168,3 +168,30 @@ def test_with_oos_rows_the_threshold_trades_them_off() -> None:
     probs, oos = head.predict(logits)
     assert head.intents == ("a", "c") and probs.shape == (60, 2)
     assert (oos[labels == 1] > 0.5).all() and (oos[labels != 1] < 0.5).all()
+
+
+def test_oos_validation_rows_set_the_threshold_without_an_oos_class() -> None:
+    """Out-of-scope rows only in the validation set (label -1 there) tune the threshold."""
+    labels = np.asarray([0, 1, -1] * 20)
+    logits = np.zeros((60, 2), dtype=np.float32)
+    logits[labels == 0, 0] = 4.0
+    logits[labels == 1, 1] = 4.0
+    logits[labels == -1] = [0.6, 0.4]
+    head = calibrated(_head(("a", "b")), logits, labels, 0.0)
+    _, oos = head.predict(logits)
+    assert (oos[labels == -1] > 0.5).all() and (oos[labels >= 0] < 0.5).all()
+
+
+def test_training_accepts_oos_rows_in_validation_only() -> None:
+    rows = ROWS
+    result = train_intents(
+        Encoder(base_model_path()),
+        [t for t, _ in rows],
+        [y for _, y in rows],
+        TrainingArguments(epochs=1, batch_size=4, seed=2),
+        valid_texts=["where is my order", "what is the capital of Peru"],
+        valid_labels=["track", "oos"],
+        progress=False,
+    )
+    assert result.head.oos_label is None and result.valid_rows == 2
+    assert result.history[0].valid_accuracy in {0.0, 1.0}  # over the in-scope row only
