@@ -47,35 +47,39 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
 
 def evaluate(model: Path, data: Path) -> dict[str, float | None]:
     import numpy as np
-    from sklearn.metrics import roc_auc_score
 
     from retrieval.bundle import Bundle
-    from training.calibration import expected_calibration_error
+    from training.evaluation import Predictions, metrics, oos_auroc, predictions
 
     bundle = Bundle.load(model)
-    intents = bundle.head.intents
+    splits = {
+        "in_scope": read_split(data / "test"),
+        "id_oos": read_split(data / "id-oos" / "test", "oos"),
+        "ood_oos": read_split(data / "ood-oos" / "test", "oos"),
+    }
+    rows = [row for split in splits.values() for row in split]
+    truth = [label for _, label in rows]
+    probs, oos = bundle.predict_intents([text for text, _ in rows])  # one pass over all
+
+    def scored(start: int, stop: int) -> Predictions:
+        part = slice(start, stop)
+        return predictions(truth[part], bundle.head.intents, probs[part], oos[part], "oos")
+
     out: dict[str, float | None] = {}
-    confidences: list[np.ndarray] = []
-    is_oos: list[np.ndarray] = []
-    for name, rows in (
-        ("in_scope", read_split(data / "test")),
-        ("id_oos", read_split(data / "id-oos" / "test", "oos")),
-        ("ood_oos", read_split(data / "ood-oos" / "test", "oos")),
-    ):
-        probs, oos = bundle.predict_intents([t for t, _ in rows])
-        rejected = oos >= 0.5
-        confidences.append(probs.max(axis=1))
-        is_oos.append(np.full(len(rows), name != "in_scope"))
+    start = 0
+    for name, split in splits.items():
+        p = scored(start, start + len(split))
+        start += len(split)
         if name == "in_scope":
-            right = np.asarray(
-                [intents[i] == y for i, (_, y) in zip(probs.argmax(1), rows, strict=True)]
+            numbers = metrics(p)
+            out["in_scope_accuracy"] = numbers["in_scope_accuracy"]
+            out["in_scope_accuracy_no_rejection"] = float(
+                np.mean([i == t for i, t in zip(p.intent, p.truth, strict=True)])
             )
-            out["in_scope_accuracy"] = float((right & ~rejected).mean())
-            out["in_scope_accuracy_no_rejection"] = float(right.mean())
-            out["ece"] = expected_calibration_error(probs.max(axis=1), right)
+            out["ece"] = numbers["ece"]
         else:
-            out[f"{name}_recall"] = float(rejected.mean())
-    out["auroc"] = float(roc_auc_score(np.concatenate(is_oos), -np.concatenate(confidences)))
+            out[f"{name}_recall"] = metrics(p)["oos_recall"]
+    out["auroc"] = oos_auroc(scored(0, len(rows)))
     return out
 
 

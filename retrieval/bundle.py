@@ -110,9 +110,9 @@ class Bundle:
         embeddings = self.encoder.encode(texts)  # (B, D)
         probs, oos = self.head.predict(embeddings)  # (B, C), (B,)
         hits = self.index.search(embeddings, k)
+        names = self.head.intents
         results: list[Analysis] = []
         for row, emb in enumerate(embeddings):
-            names = self.head.intents
             order = scoring.top_k(probs[row], len(names))
             intents = tuple((names[i], float(probs[row, i])) for i in order)
             replies: tuple[ScoredReply, ...] = ()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -40,14 +41,21 @@ class IntentHead:
         if self.oos_label is not None and self.oos_label not in self.labels:
             raise ValueError(f"intent head: out-of-scope label {self.oos_label!r} not in labels")
 
-    @property
+    @cached_property
     def oos_class(self) -> int | None:
         return None if self.oos_label is None else self.labels.index(self.oos_label)
 
-    @property
+    @cached_property
     def intents(self) -> tuple[str, ...]:
         """In-scope intents, in the column order of :meth:`predict`."""
         return tuple(label for label in self.labels if label != self.oos_label)
+
+    def in_scope(self, columns: Array) -> Array:
+        """Drop the out-of-scope class's column from per-class values. (B, C) -> (B, C_in)"""
+        if self.oos_class is None:
+            return columns
+        out: Array = np.delete(columns, self.oos_class, axis=1)
+        return out
 
     def logits(self, embeddings: Array) -> Array:
         """(B, D) -> (B, C) uncalibrated."""
@@ -60,12 +68,8 @@ class IntentHead:
         In-scope probabilities are not renormalised: mass on the out-of-scope class stays
         missing from them.
         """
-        probs = scoring.softmax(self.logits(embeddings), self.temperature)
-        oos = self.oos_class
-        if oos is not None:
-            probs = np.delete(probs, oos, axis=1)
-        confidence = probs.max(axis=1) if probs.shape[1] else np.zeros(len(probs), np.float32)
-        return probs, scoring.out_of_scope_score(confidence, self.threshold)
+        probs = self.in_scope(scoring.softmax(self.logits(embeddings), self.temperature))
+        return probs, scoring.out_of_scope_score(probs.max(axis=1), self.threshold)
 
     def save(self, path: Path) -> None:
         np.savez(

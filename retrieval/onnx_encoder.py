@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from retrieval.encoder import MAX_LENGTH
+
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
-MAX_LENGTH = 64
 
 
 class OnnxEncoder:
@@ -33,7 +34,7 @@ class OnnxEncoder:
         self.session = ort.InferenceSession(
             str(self.path / ONNX_FILE), options, providers=["CPUExecutionProvider"]
         )
-        self.dim = int(self.session.get_outputs()[0].shape[1] or self.encode(["x"]).shape[1])
+        self.dim = int(self.session.get_outputs()[0].shape[1])  # exported as (batch, D)
 
     @staticmethod
     def available(folder: Path) -> bool:
@@ -48,5 +49,5 @@ class OnnxEncoder:
             (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             parts.append(np.asarray(out, dtype=np.float32))
         if not parts:
-            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate(parts)

@@ -28,47 +28,14 @@ def softmax(logits: Array, temperature: float = 1.0) -> Array:
     return out
 
 
-def intent_probabilities(
-    embeddings: Array, weight: Array, bias: Array, temperature: float = 1.0
-) -> Array:
-    """Linear head over embeddings. embeddings (B, D), weight (C, D), bias (C,) -> (B, C)."""
-    return softmax(embeddings @ weight.T + bias, temperature)
+def out_of_scope_score(confidence: Array, threshold: float, sharpness: float = 20.0) -> Array:
+    """Map the highest in-scope probability to an out-of-scope score in (0, 1).
 
-
-def max_similarity(embeddings: Array, examples: Array) -> Array:
-    """Cosine similarity of each row to its nearest example. (B, D), (E, D) -> (B,)."""
-    if examples.shape[0] == 0:
-        return np.zeros(embeddings.shape[0], dtype=np.float32)
-    sims = embeddings @ examples.T  # (B, E); both sides are normalised
-    out: Array = sims.max(axis=1).astype(np.float32)
-    return out
-
-
-def out_of_scope_score(similarity: Array, threshold: float, sharpness: float = 20.0) -> Array:
-    """Map nearest-example similarity to an out-of-scope score in (0, 1).
-
-    ``threshold`` is the similarity at which the score is 0.5; less similar -> higher score.
+    ``threshold`` is the confidence at which the score is 0.5; less confident -> higher score.
     (B,) -> (B,)
     """
-    out: Array = (1.0 / (1.0 + np.exp(-sharpness * (threshold - similarity)))).astype(np.float32)
+    out: Array = (1.0 / (1.0 + np.exp(-sharpness * (threshold - confidence)))).astype(np.float32)
     return out
-
-
-def similarity_threshold(
-    example_embeddings: Array, labels: npt.NDArray[np.int64], q: float
-) -> float:
-    """Similarity below which an in-scope example is rare: the ``q`` quantile of each
-    training example's similarity to its nearest *other* example of the same intent.
-    (E, D), (E,) -> float
-    """
-    sims = example_embeddings @ example_embeddings.T  # (E, E)
-    np.fill_diagonal(sims, -np.inf)
-    same = labels[:, None] == labels[None, :]
-    nearest = np.where(same, sims, -np.inf).max(axis=1)  # (E,)
-    nearest = nearest[np.isfinite(nearest)]
-    if nearest.size == 0:
-        return 0.5
-    return float(np.quantile(nearest, q))
 
 
 def reply_scores(context_similarity: Array, reply_similarity: Array, weight: float = 0.75) -> Array:

@@ -71,13 +71,6 @@ def expected_calibration_error(
     return float(gaps.sum() / rel.counts.sum())
 
 
-def in_scope_confidence(probs: Array, oos_class: int | None) -> Array:
-    """Highest in-scope probability per row. probs (N, C) -> (N,)."""
-    kept = probs if oos_class is None else np.delete(probs, oos_class, axis=1)
-    out: Array = kept.max(axis=1)
-    return out
-
-
 def held_out_confidence(logits: Array, labels: Labels, temperature: float) -> Array:
     """Pseudo out-of-scope confidences with no out-of-scope data: for each in-scope row,
     the highest probability the model gives when its own intent is removed, i.e. what it

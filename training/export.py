@@ -3,7 +3,6 @@ serving needs onnxruntime and the tokenizer only, not torch."""
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 
@@ -11,8 +10,6 @@ import torch
 
 from retrieval.encoder import Encoder
 from retrieval.onnx_encoder import ONNX_FILE
-
-log = logging.getLogger(__name__)
 
 
 class _Pooled(torch.nn.Module):

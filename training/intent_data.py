@@ -17,9 +17,13 @@ import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.errors import BotError
 from training.errors import TrainingError
+
+if TYPE_CHECKING:
+    from bot.types import BotDefinition
 
 OOS_LABEL = "oos"
 
@@ -159,9 +163,15 @@ def _read_bot(folder: Path) -> IntentRows:
         definition = load_bot(folder)
     except BotError as exc:
         raise IntentDataError(str(exc)) from exc
+    texts, labels = definition_rows(definition)
+    return _checked(folder, texts, labels, [])
+
+
+def definition_rows(definition: BotDefinition) -> tuple[list[str], list[str]]:
+    """A bot's intent examples as (texts, labels)."""
     texts = [ex for intent in definition.intents for ex in intent.examples]
     labels = [intent.name for intent in definition.intents for _ in intent.examples]
-    return _checked(folder, texts, labels, [])
+    return texts, labels
 
 
 def _checked(

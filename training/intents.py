@@ -291,17 +291,16 @@ def calibrated(
     probs = scoring.softmax(logits, temperature)
     oos = head.oos_class
     is_oos = labels == oos if oos is not None else ~known
-    in_probs = probs if oos is None else np.delete(probs, oos, axis=1)
-    confidence = calibration.in_scope_confidence(probs, oos)
+    in_probs = head.in_scope(probs)
+    confidence = in_probs.max(axis=1)
     in_labels = labels if oos is None else labels - (labels > oos)
     correct = (in_probs.argmax(axis=1) == in_labels) & ~is_oos
     max_lost = 1.0
     if is_oos.any():
         oos_confidence = confidence[is_oos]
     else:  # no out-of-scope data: each intent in turn plays the unknown one
-        in_logits = logits if oos is None else np.delete(logits, oos, axis=1)
         oos_confidence = calibration.held_out_confidence(
-            in_logits[~is_oos], in_labels[~is_oos], temperature
+            head.in_scope(logits)[~is_oos], in_labels[~is_oos], temperature
         )
         max_lost = max_lost_without_oos
     threshold = calibration.choose_threshold(

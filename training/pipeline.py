@@ -22,6 +22,7 @@ from retrieval.pairs import reply_pairs
 from retrieval.registry import Registry
 from training.args import TrainingArguments
 from training.export import export_onnx
+from training.intent_data import definition_rows
 from training.intents import train_intents
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,7 @@ def train_bot(
     started = time.perf_counter()
     args = args or TrainingArguments()
     definition = load_bot(bot_dir)
-    texts = [ex for intent in definition.intents for ex in intent.examples]
-    labels = [intent.name for intent in definition.intents for _ in intent.examples]
+    texts, labels = definition_rows(definition)
 
     device = args.resolved_device()
     encoder = Encoder(base_model or base_model_path(), device=device, max_length=args.max_length)

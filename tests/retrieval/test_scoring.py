@@ -18,19 +18,12 @@ def test_softmax_rows_sum_to_one_and_temperature_flattens() -> None:
     assert p1[1].argmax() == 2
 
 
-def test_out_of_scope_score_is_half_at_threshold_and_falls_with_similarity() -> None:
-    """Less similar to every training example -> more out of scope."""
-    sims = np.array([0.2, 0.6, 0.9], dtype=np.float32)
-    scores = scoring.out_of_scope_score(sims, threshold=0.6)
+def test_out_of_scope_score_is_half_at_threshold_and_falls_with_confidence() -> None:
+    """Less confident in every intent -> more out of scope."""
+    confidence = np.array([0.2, 0.6, 0.9], dtype=np.float32)
+    scores = scoring.out_of_scope_score(confidence, threshold=0.6)
     assert scores[1] == pytest.approx(0.5)
     assert scores[0] > 0.95 and scores[2] < 0.05
-
-
-def test_similarity_threshold_uses_same_intent_neighbours() -> None:
-    """The threshold comes from each example's nearest other example of its own intent."""
-    emb = scoring.normalize(np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1]], dtype=np.float32))
-    labels = np.array([0, 0, 1, 1])
-    assert scoring.similarity_threshold(emb, labels, 0.5) == pytest.approx(0.995, abs=1e-3)
 
 
 def test_top_k_orders_best_first_and_clips_k() -> None:

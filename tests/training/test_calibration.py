@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from retrieval.intent_head import IntentHead
 from training import calibration
 
 
@@ -55,8 +56,13 @@ def test_held_out_confidence_ignores_the_true_class() -> None:
 
 def test_in_scope_confidence_leaves_out_the_oos_class() -> None:
     probs = np.asarray([[0.1, 0.2, 0.7]], dtype=np.float32)
-    assert calibration.in_scope_confidence(probs, 2)[0] == pytest.approx(0.2)
-    assert calibration.in_scope_confidence(probs, None)[0] == pytest.approx(0.7)
+
+    def head(oos_label: str | None) -> IntentHead:
+        weight, bias = np.eye(3, dtype=np.float32), np.zeros(3, dtype=np.float32)
+        return IntentHead(("a", "b", "oos"), weight, bias, 1.0, 0.5, oos_label)
+
+    assert head("oos").in_scope(probs).max(axis=1)[0] == pytest.approx(0.2)
+    assert head(None).in_scope(probs).max(axis=1)[0] == pytest.approx(0.7)
 
 
 def test_threshold_cap_on_rejected_right_answers() -> None:
