@@ -21,6 +21,7 @@ from bot.types import (
     Button,
     Intent,
     Messages,
+    Redaction,
     Response,
     ResponseVariant,
     Thresholds,
@@ -76,6 +77,12 @@ class MessagesFile(_Strict):
     talk_to_person_button: NonEmpty = Messages.talk_to_person_button
 
 
+class RedactionFile(_Strict):
+    order_number: NonEmpty | None = None
+    keep: list[NonEmpty] = []
+    phone_region: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] = "US"
+
+
 class BotFile(_Strict):
     name: Name
     intents: dict[Name, IntentFile] = Field(min_length=2)
@@ -85,6 +92,7 @@ class BotFile(_Strict):
     entities: dict[Name, NonEmpty] = {}
     human_intent: Name | None = None
     messages: MessagesFile = MessagesFile()
+    redaction: RedactionFile = RedactionFile()
 
 
 def load_bot(folder: Path | str) -> BotDefinition:
@@ -186,6 +194,14 @@ def _to_domain(source: YamlSource, spec: BotFile) -> BotDefinition:
             raise source.error(
                 ["entities", name], f"entities.{name}: not a valid regular expression: {exc}"
             ) from exc
+    if spec.redaction.order_number is not None:
+        try:
+            re.compile(spec.redaction.order_number)
+        except re.error as exc:
+            raise source.error(
+                ["redaction", "order_number"],
+                f"redaction.order_number: not a valid regular expression: {exc}",
+            ) from exc
     return BotDefinition(
         name=spec.name,
         intents=tuple(intents),
@@ -196,6 +212,11 @@ def _to_domain(source: YamlSource, spec: BotFile) -> BotDefinition:
         messages=Messages(**spec.messages.model_dump()),
         human_intent=spec.human_intent,
         root=source.path.parent.resolve(),
+        redaction=Redaction(
+            order_number=spec.redaction.order_number,
+            keep=tuple(spec.redaction.keep),
+            phone_region=spec.redaction.phone_region.upper(),
+        ),
     )
 
 

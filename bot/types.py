@@ -120,6 +120,18 @@ class Messages:
 
 
 @dataclass(frozen=True)
+class Redaction:
+    """Personal data removed from past chats before they are indexed or trained on."""
+
+    order_number: str | None = None
+    """Regular expression of the company's order numbers (none by default)."""
+    keep: tuple[str, ...] = ()
+    """The company's own emails and phone numbers, never redacted."""
+    phone_region: str = "US"
+    """Country assumed for phone numbers written without a country code."""
+
+
+@dataclass(frozen=True)
 class BotDefinition:
     name: str
     intents: tuple[Intent, ...]
@@ -133,6 +145,7 @@ class BotDefinition:
     """The intent that means "I want a person" (an escalation with reason ``requested``)."""
     root: Path | None = None
     """Folder the definition was loaded from, if any."""
+    redaction: Redaction = Redaction()
 
     def intent(self, name: str) -> Intent:
         for intent in self.intents:

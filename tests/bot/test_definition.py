@@ -119,3 +119,21 @@ def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError) as err:
         load_bot(tmp_path)
     assert err.value.line == 1
+
+
+def test_redaction_settings_are_read_and_checked(tmp_path: Path) -> None:
+    """`redaction:` names the shop's order-number pattern and its own contact details."""
+    extra = (
+        "redaction:\n  order_number: 'NW-\\d{6}'\n  keep: [help@shop.example]\n  phone_region: gb\n"
+    )
+    write(tmp_path, VALID + extra)
+    bot = load_bot(tmp_path)
+    assert bot.redaction.order_number == r"NW-\d{6}"
+    assert bot.redaction.keep == ("help@shop.example",)
+    assert bot.redaction.phone_region == "GB"
+    write(tmp_path, VALID + extra.replace("NW-\\d{6}", "NW-("))
+    with pytest.raises(DefinitionError, match=r"redaction\.order_number: not a valid regular"):
+        load_bot(tmp_path)
+    write(tmp_path, VALID + extra.replace("gb", "Britain"))
+    with pytest.raises(DefinitionError, match=r"redaction\.phone_region"):
+        load_bot(tmp_path)

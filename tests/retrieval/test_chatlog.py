@@ -23,7 +23,6 @@ from retrieval.chatlog import (
     write_chatlog_jsonl,
 )
 from retrieval.errors import ChatLogError, RetrievalError
-from retrieval.pairs import reply_pairs
 from retrieval.star import read_star
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -440,22 +439,6 @@ def test_chatlog_imports_without_heavy_dependencies() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert result.returncode == 0, result.stderr
-
-
-def test_reply_pairs_join_customer_turns_and_skip_bot_answers() -> None:
-    """Pairs are (customer turns since the last answer -> agent reply); bot replies not reused."""
-    turns = [
-        ChatTurn(TurnRole.CUSTOMER, "hi"),
-        ChatTurn(TurnRole.CUSTOMER, "where is my order"),
-        ChatTurn(TurnRole.AGENT, "On its way."),
-        ChatTurn(TurnRole.CUSTOMER, "thanks"),
-        ChatTurn(TurnRole.BOT, "You're welcome"),
-        ChatTurn(TurnRole.AGENT, "Anything else?"),
-    ]
-    pairs = reply_pairs([ChatLog("c", "web", None, tuple(turns))])
-    assert [(p.context, p.reply, p.turn) for p in pairs] == [
-        ("hi where is my order", "On its way.", 2)
-    ]
 
 
 # --- the real data sets, when present -----------------------------------------------------------
