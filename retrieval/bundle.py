@@ -21,6 +21,7 @@ from retrieval.errors import BundleError
 from retrieval.index import DialogueIndex
 from retrieval.intent_head import IntentHead
 from retrieval.onnx_encoder import OnnxEncoder
+from retrieval.ranking import ReplyCalibration, rank_hits
 
 
 class TextEncoder(Protocol):
@@ -34,6 +35,7 @@ HEAD_FILE = "intent_head.npz"
 ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
 FORMAT = 2
+OVERFETCH = 4
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Bundle:
         self.encoder = encoder
         self.head = head
         self.index = index
+        self.reply_calibration = ReplyCalibration.from_json(manifest.get("reply_calibration"))
 
     @property
     def version(self) -> str:
@@ -105,25 +108,32 @@ class Bundle:
         """In-scope probabilities (N, C_in) in ``head.intents`` order, out-of-scope scores (N,)."""
         return self.head.predict(self.encoder.encode(texts))
 
-    def analyze(self, texts: Sequence[str], k: int = 5) -> list[Analysis]:
-        """One encoder pass over ``texts``; everything else is array math."""
-        embeddings = self.encoder.encode(texts)  # (B, D)
-        probs, oos = self.head.predict(embeddings)  # (B, C), (B,)
-        hits = self.index.search(embeddings, k)
+    def analyze(
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None, k: int = 5
+    ) -> list[Analysis]:
+        """One encoder pass over the messages ``texts`` and, where a conversation has
+        history, their context windows (``retrieval.pairs.context_text``, "" for none);
+        the intents read the message, retrieval and ranking the context window.
+        Everything after the encoder is array math."""
+        contexts = list(contexts) if contexts is not None else [""] * len(texts)
+        with_context = [i for i, c in enumerate(contexts) if c]
+        embedded = self.encoder.encode([*texts, *(contexts[i] for i in with_context)])
+        messages = embedded[: len(texts)]  # (B, D)
+        queries = messages.copy()
+        if with_context:
+            queries[with_context] = embedded[len(texts) :]
+        probs, oos = self.head.predict(messages)  # (B, C), (B,)
+        # over-fetch: near-duplicates of one answer collapse into one candidate
+        hits = self.index.search(queries, k * OVERFETCH)
         names = self.head.intents
         results: list[Analysis] = []
-        for row, emb in enumerate(embeddings):
+        for row, query in enumerate(queries):
             order = scoring.top_k(probs[row], len(names))
             intents = tuple((names[i], float(probs[row, i])) for i in order)
-            replies: tuple[ScoredReply, ...] = ()
-            if hits[row]:
-                ctx = np.asarray([h.similarity for h in hits[row]], dtype=np.float32)
-                rep = np.stack([h.reply_embedding for h in hits[row]]) @ emb  # (K,)
-                scores = scoring.reply_scores(ctx, rep)
-                replies = tuple(
-                    ScoredReply(h.item.reply, float(scores[j]), h.item.conversation_id)
-                    for j, h in sorted(enumerate(hits[row]), key=lambda jh: -scores[jh[0]])
-                )
+            replies = tuple(
+                ScoredReply(r.text, r.score, r.conversation_id)
+                for r in rank_hits(query, hits[row], self.reply_calibration, k)
+            )
             results.append(Analysis(intents, float(oos[row]), replies))
         return results
 

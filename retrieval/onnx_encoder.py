@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.encoder import MAX_LENGTH
+from retrieval.encoder import MAX_LENGTH, by_length
 
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -41,13 +41,13 @@ class OnnxEncoder:
         return (folder / ONNX_FILE).is_file() and (folder / TOKENIZER_FILE).is_file()
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]:
-        parts: list[npt.NDArray[np.float32]] = []
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        order = by_length(texts)  # batches of similar length: little padding
         for start in range(0, len(texts), batch_size):
-            batch = self.tokenizer.encode_batch(list(texts[start : start + batch_size]))
+            rows = order[start : start + batch_size]
+            batch = self.tokenizer.encode_batch([texts[i] for i in rows])
             ids = np.asarray([b.ids for b in batch], dtype=np.int64)
             mask = np.asarray([b.attention_mask for b in batch], dtype=np.int64)
-            (out,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
-            parts.append(np.asarray(out, dtype=np.float32))
-        if not parts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate(parts)
+            (emb,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            out[rows] = emb
+        return out

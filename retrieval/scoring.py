@@ -1,4 +1,4 @@
-"""Pure math over arrays: probabilities, out-of-scope scores, candidate scores.
+"""Pure math over arrays: probabilities, out-of-scope scores, top-k.
 
 No model runs here; ``retrieval/encoder.py`` produces the embeddings these functions take.
 Shapes are written as (batch B, dim D, intents C, examples E, hits K).
@@ -36,16 +36,6 @@ def out_of_scope_score(confidence: Array, threshold: float, sharpness: float = 2
     """
     out: Array = (1.0 / (1.0 + np.exp(-sharpness * (threshold - confidence)))).astype(np.float32)
     return out
-
-
-def reply_scores(context_similarity: Array, reply_similarity: Array, weight: float = 0.75) -> Array:
-    """Score retrieved replies on the same [0, 1] scale as intent probabilities.
-
-    context_similarity: query vs the stored customer turn, (K,);
-    reply_similarity: query vs the agent reply that followed it, (K,).
-    """
-    mixed = weight * context_similarity + (1.0 - weight) * reply_similarity
-    return np.clip(mixed, 0.0, 1.0).astype(np.float32)
 
 
 def top_k(scores: Array, k: int) -> npt.NDArray[np.int64]:

@@ -32,9 +32,3 @@ def test_top_k_orders_best_first_and_clips_k() -> None:
     assert scoring.top_k(scores, 2).tolist() == [1, 3]
     assert scoring.top_k(scores, 10).tolist() == [1, 3, 2, 0]
     assert scoring.top_k(scores, 0).tolist() == []
-
-
-def test_reply_scores_clip_to_unit_interval() -> None:
-    """Reply scores are on the [0, 1] scale of intent probabilities."""
-    out = scoring.reply_scores(np.array([1.2, -0.5], np.float32), np.array([1.0, -1.0], np.float32))
-    assert out.tolist() == [1.0, 0.0]

@@ -1,0 +1,116 @@
+"""Retrieved agent replies -> candidates scored as probabilities, pure numpy.
+
+A hit is an indexed moment of a past chat: the context there and the reply the agent gave.
+Its score mixes how close that context is to the present one (the retrieval evidence) with
+how well the reply itself fits the present context (the ranker's cosine, with reply
+embeddings computed at index time), and a logistic curve fitted on held-out conversations
+turns the mix into the probability that the reply is right: the same scale as the intent
+probabilities, so the engine can weigh both and fall back to clarify or escalate below one
+threshold. Replies of one near-duplicate group count once, with their best score; a reply
+with unfilled ``{{placeholders}}`` (template data sets have them) is never offered.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from retrieval.index import Hit
+
+Array = npt.NDArray[np.float32]
+
+UNFILLED = re.compile(r"\{\{[^{}]*\}\}")
+
+
+@dataclass(frozen=True)
+class ReplyCalibration:
+    """fused = weight * context similarity + (1 - weight) * reply similarity;
+    probability = sigmoid(slope * fused + intercept)."""
+
+    weight: float = 0.5
+    slope: float = 12.0
+    intercept: float = -9.0
+    """Defaults (used when there was nothing to fit on): 0.5 at fused 0.75."""
+    fitted_on: int = 0
+    """Held-out cases the curve was fitted on (0: defaults)."""
+
+    def fused(self, context_similarity: Array, reply_similarity: Array) -> Array:
+        out: Array = (
+            self.weight * context_similarity + (1.0 - self.weight) * reply_similarity
+        ).astype(np.float32)
+        return out
+
+    def probability(self, fused: Array) -> Array:
+        out: Array = (1.0 / (1.0 + np.exp(-(self.slope * fused + self.intercept)))).astype(
+            np.float32
+        )
+        return out
+
+    def to_json(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, float | int] | None) -> ReplyCalibration:
+        if not data:
+            return cls()
+        return cls(
+            weight=float(data["weight"]),
+            slope=float(data["slope"]),
+            intercept=float(data["intercept"]),
+            fitted_on=int(data.get("fitted_on", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class RankedReply:
+    text: str
+    score: float
+    """Probability that the reply is right."""
+    conversation_id: str
+    group: int
+
+
+def rank_hits(
+    query: Array, hits: Sequence[Hit], calibration: ReplyCalibration, k: int
+) -> list[RankedReply]:
+    """The ``k`` best distinct replies among ``hits`` for the (D,) ``query``, best first."""
+    usable = [h for h in hits if not UNFILLED.search(h.item.reply)]
+    if not usable:
+        return []
+    context = np.asarray([h.similarity for h in usable], dtype=np.float32)
+    reply = np.stack([h.reply_embedding for h in usable]) @ query  # (K,)
+    scores = calibration.probability(calibration.fused(context, reply))
+    best: dict[int, RankedReply] = {}
+    for hit, score in zip(usable, scores.tolist(), strict=True):
+        # group -1 (none) must not merge unrelated replies: key those by their text
+        key = hit.item.group if hit.item.group >= 0 else hash(hit.item.reply)
+        if key not in best or score > best[key].score:
+            best[key] = RankedReply(hit.item.reply, score, hit.item.conversation_id, key)
+    return sorted(best.values(), key=lambda r: -r.score)[:k]
+
+
+SAME_REPLY = 0.9
+"""Reply-embedding cosine at or above which a candidate counts as a retrieved reply."""
+
+
+def score_candidates(
+    query: Array, candidates: Array, hits: Sequence[Hit], calibration: ReplyCalibration
+) -> Array:
+    """Probabilities for any candidate replies (M, D) given the (D,) query and its hits.
+
+    A candidate's context evidence is the best context similarity among the hits whose
+    reply is the same answer (reply cosine >= :data:`SAME_REPLY`), 0 when none is; for a
+    retrieved reply itself this is its own hit's similarity, as in :func:`rank_hits`.
+    """
+    reply = candidates @ query  # (M,)
+    support = np.zeros(len(candidates), dtype=np.float32)
+    if hits:
+        stored = np.stack([h.reply_embedding for h in hits])  # (K, D)
+        context = np.asarray([h.similarity for h in hits], dtype=np.float32)  # (K,)
+        same = (candidates @ stored.T) >= SAME_REPLY  # (M, K)
+        support = np.where(same, context[None, :], 0.0).max(axis=1).astype(np.float32)
+    return calibration.probability(calibration.fused(support, reply))

@@ -1,0 +1,75 @@
+"""Retrieved replies -> distinct candidates with calibrated scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from retrieval.index import Hit, IndexedTurn
+from retrieval.ranking import ReplyCalibration, rank_hits
+
+
+def hit(reply: str, group: int, context_sim: float, reply_vec: list[float]) -> Hit:
+    vec = np.asarray(reply_vec, dtype=np.float32)
+    return Hit(IndexedTurn(f"c-{reply}", 1, "ctx", reply, group), context_sim, vec)
+
+
+QUERY = np.asarray([1.0, 0.0], dtype=np.float32)
+
+
+def test_one_candidate_per_group_with_its_best_score_best_first() -> None:
+    hits = [
+        hit("Thanks, bye!", 3, 0.9, [0.0, 1.0]),
+        hit("thanks - bye", 3, 0.6, [0.0, 1.0]),
+        hit("Your refund is on its way.", 7, 0.8, [1.0, 0.0]),
+    ]
+    calibration = ReplyCalibration(weight=0.5, slope=1.0, intercept=0.0)
+    ranked = rank_hits(QUERY, hits, calibration, k=5)
+    assert [r.text for r in ranked] == ["Your refund is on its way.", "Thanks, bye!"]
+    # fused: 0.5 * 0.8 + 0.5 * 1.0 = 0.9 and 0.5 * 0.9 + 0.5 * 0.0 = 0.45
+    assert np.isclose(ranked[0].score, 1 / (1 + np.exp(-0.9)))
+    assert np.isclose(ranked[1].score, 1 / (1 + np.exp(-0.45)))
+    assert rank_hits(QUERY, hits, calibration, k=1) == ranked[:1]
+
+
+def test_the_weight_chooses_between_context_and_reply_evidence() -> None:
+    hits = [hit("A", 1, 0.95, [0.0, 1.0]), hit("B", 2, 0.5, [1.0, 0.0])]
+    by_context = rank_hits(QUERY, hits, ReplyCalibration(weight=1.0), k=2)
+    by_reply = rank_hits(QUERY, hits, ReplyCalibration(weight=0.0), k=2)
+    assert [r.text for r in by_context] == ["A", "B"]
+    assert [r.text for r in by_reply] == ["B", "A"]
+
+
+def test_replies_with_unfilled_placeholders_are_never_offered() -> None:
+    hits = [
+        hit("Your order {{Order Number}} has shipped.", 1, 0.99, [1.0, 0.0]),
+        hit("It has shipped.", 2, 0.7, [1.0, 0.0]),
+    ]
+    assert [r.text for r in rank_hits(QUERY, hits, ReplyCalibration(), k=5)] == ["It has shipped."]
+    assert rank_hits(QUERY, hits[:1], ReplyCalibration(), k=5) == []
+
+
+def test_calibration_round_trips_and_defaults_to_half_at_three_quarters() -> None:
+    calibration = ReplyCalibration(weight=0.25, slope=8.0, intercept=-5.0, fitted_on=120)
+    assert ReplyCalibration.from_json(calibration.to_json()) == calibration
+    default = ReplyCalibration.from_json(None)
+    assert default.fitted_on == 0
+    assert np.isclose(default.probability(np.asarray([0.75], np.float32))[0], 0.5)
+
+
+def test_any_candidate_gets_context_evidence_from_the_hit_with_the_same_reply() -> None:
+    from retrieval.ranking import score_candidates
+
+    hits = [hit("Refund sent.", 1, 0.8, [1.0, 0.0]), hit("Bye!", 2, 0.3, [0.0, 1.0])]
+    calibration = ReplyCalibration(weight=0.5, slope=1.0, intercept=0.0)
+    candidates = np.asarray(
+        [[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], dtype=np.float32
+    )  # = hit 1's reply, unrelated to any hit, = hit 2's reply
+    scores = score_candidates(QUERY, candidates, hits, calibration)
+    expected_fused = [0.5 * 0.8 + 0.5 * 1.0, 0.5 * 0.0 + 0.5 * 0.6, 0.5 * 0.3 + 0.5 * 0.0]
+    assert np.allclose(scores, 1 / (1 + np.exp(-np.asarray(expected_fused))))
+    # a retrieved reply scores the same here as in rank_hits
+    (top,) = rank_hits(QUERY, hits[:1], calibration, k=1)
+    assert np.isclose(top.score, scores[0])
+    # no hits: the reply fit alone
+    alone = score_candidates(QUERY, candidates, [], calibration)
+    assert np.allclose(alone, 1 / (1 + np.exp(-0.5 * (candidates @ QUERY))))
