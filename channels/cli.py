@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,105 @@ def _parser() -> argparse.ArgumentParser:
     ieval.add_argument("--test", type=Path, required=True, help="CSV, nlu.yml or bot folder")
     ieval.add_argument("--json", action="store_true", help="print one JSON object")
     ieval.set_defaults(run=_intents_eval)
+
+    dialogues = sub.add_parser(
+        "dialogues", help="index past chats with a fine-tuned response ranker, and evaluate it"
+    )
+    dsub = dialogues.add_subparsers(required=True, metavar="COMMAND")
+    dindex = dsub.add_parser(
+        "index", help="redact, fine-tune the ranker, index and export into a model folder"
+    )
+    dindex.add_argument(
+        "--logs",
+        type=Path,
+        required=True,
+        action="append",
+        help="chat-log JSONL file, STAR dialogues/ folder or Bitext CSV; repeatable",
+    )
+    dindex.add_argument("--out", type=Path, required=True, help="model folder to write")
+    dindex.add_argument(
+        "--no-train", action="store_true", help="index with the base encoder, no fine-tuning"
+    )
+    dindex.add_argument(
+        "--index",
+        choices=["auto", "flat", "hnsw", "ivfpq"],
+        default="auto",
+        help="FAISS structure (auto: exact while small, HNSW above)",
+    )
+    dindex.add_argument(
+        "--order-pattern", help="regular expression of your order numbers, to redact them"
+    )
+    dindex.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        help="your own email or phone number, never redacted; repeatable",
+    )
+    dindex.add_argument("--phone-region", default="US", help="default phone country (ISO code)")
+    dindex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    dindex.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
+    dindex.add_argument("--json", action="store_true", help="print the result as JSON")
+    dindex.set_defaults(run=_dialogues_index)
+    deval = dsub.add_parser("eval", help="1-of-100 response ranking on held-out chat logs")
+    deval.add_argument("--model", type=Path, required=True, help="model folder")
+    deval.add_argument("--logs", type=Path, required=True, action="append", help="test logs")
+    deval.add_argument("--json", action="store_true", help="print one JSON object")
+    deval.set_defaults(run=_dialogues_eval)
     return parser
+
+
+def _dialogues_index(args: argparse.Namespace) -> int:
+    from retrieval.redact import RedactionRules
+    from training.dialogue_model import index_dialogues
+    from training.ranker import RankerArguments
+
+    try:
+        rules = RedactionRules(
+            order_number=args.order_pattern,
+            keep=tuple(args.keep),
+            phone_region=args.phone_region,
+        )
+    except ValueError as exc:
+        print(f"frontdesk: error: {exc}", file=sys.stderr)
+        return 2
+    overrides: dict[str, Any] = {"device": args.device}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    result = index_dialogues(
+        args.logs,
+        args.out,
+        train=not args.no_train,
+        rules=rules,
+        kind=args.index,
+        args=RankerArguments(**overrides),
+        progress=not args.json,
+    )
+    _print_problems([str(p) for p in result.problems])
+    if args.json:
+        _print_json(asdict(result), path=str(result.path), problems=len(result.problems))
+    else:
+        tuned = (
+            f"ranker fine-tuned (best epoch {result.best_epoch})"
+            if result.trained
+            else "base encoder"
+        )
+        if result.note:
+            print(f"note: {result.note}", file=sys.stderr)
+        print(
+            f"indexed {result.pairs} replies ({result.reply_groups} distinct answers) from "
+            f"{result.conversations} conversations, {result.index_kind} index, {tuned}, "
+            f"{result.seconds:.0f}s -> {result.path}"
+        )
+    return 0
+
+
+def _dialogues_eval(args: argparse.Namespace) -> int:
+    from training.dialogue_model import evaluate_dialogues
+
+    numbers, problems = evaluate_dialogues(args.model, args.logs)
+    _print_problems([str(p) for p in problems])
+    _print_numbers(numbers, as_json=args.json)
+    return 0
 
 
 def _intents_train(args: argparse.Namespace) -> int:
@@ -148,13 +246,20 @@ def _intents_eval(args: argparse.Namespace) -> int:
 
     numbers, problems = evaluate_model(args.model, args.test)
     _print_problems([str(p) for p in problems])
-    if args.json:
-        print(json.dumps(numbers))
-    else:
-        for key, value in numbers.items():
-            print(f"{key:>18}: {value}")
+    _print_numbers(numbers, as_json=args.json)
+    if not args.json:
         print(f"report: {args.model / 'reports'}")
     return 0
+
+
+def _print_numbers(numbers: Mapping[str, object], *, as_json: bool) -> None:
+    """An eval command's figures: one JSON object (the stable contract) or aligned lines."""
+    if as_json:
+        print(json.dumps(numbers))
+        return
+    width = max(map(len, numbers), default=0)
+    for key, value in numbers.items():
+        print(f"{key:>{width}}: {value}")
 
 
 def _print_json(fields: dict[str, Any], **overrides: Any) -> None:

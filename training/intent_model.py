@@ -58,7 +58,7 @@ def train_intent_model(
 ) -> IntentModelResult:
     started = time.perf_counter()
     args = args or TrainingArguments()
-    _check_out(out)
+    check_out(out)
     rows = read_intent_rows(train)
     problems = list(rows.problems)
     valid_rows = read_intent_rows(valid) if valid is not None else None
@@ -136,7 +136,7 @@ def train_intent_model(
     )
 
 
-def _check_out(out: Path) -> None:
+def check_out(out: Path) -> None:
     """Refuse to replace a folder that is not empty and is not a model."""
     if out.exists() and not out.is_dir():
         raise IntentDataError(f"{out}: exists and is not a folder")

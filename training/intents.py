@@ -65,6 +65,21 @@ class IntentTraining:
         return len(self.valid_texts)
 
 
+def apply_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    params: Sequence[torch.nn.Parameter],
+) -> float:
+    """One optimisation step with gradients clipped to norm 1; returns the loss value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.item())
+
+
 def split_validation(
     labels: Sequence[str], fraction: float, seed: int, min_per_class: int = 5
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -201,12 +216,7 @@ def train_intents(
                 emb = encoder.embed(features)  # (B, D), unit length
                 logits = emb.float() @ class_weights().T  # (B, C)
                 loss = loss_fn(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
+            losses.append(apply_step(loss, optimizer, scheduler, trainable))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         model.eval()

@@ -8,6 +8,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,14 +17,17 @@ from bot.definition import load_bot
 from retrieval import bundle as bundle_files
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
 from retrieval.encoder import Encoder, base_model_path
-from retrieval.index import DialogueIndex
+from retrieval.index import DialogueIndex, IndexedTurn
 from retrieval.intent_head import IntentHead
-from retrieval.pairs import reply_pairs
+from retrieval.pairs import dialogue_pairs
+from retrieval.redact import RedactionRules, Redactor
 from retrieval.registry import Registry
 from training.args import TrainingArguments
 from training.export import export_onnx
 from training.intent_data import definition_rows
 from training.intents import train_intents
+from training.ranker import RankerArguments, split_conversations
+from training.reply_calibration import fit_reply_calibration
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +98,13 @@ def train_bot(
         result = read_logs(source)
         chat_logs.extend(result.logs)
         problems.extend(result.problems)
-    pairs = reply_pairs(chat_logs)
-    index = DialogueIndex(encoder.dim)
-    if pairs:
-        contexts = encoder.encode([p.context for p in pairs])
-        replies = encoder.encode([p.reply for p in pairs])
-        index.add(pairs, contexts, replies)
+    spec = definition.redaction
+    rules = RedactionRules(spec.order_number, spec.keep, spec.phone_region)
+    pairs = dialogue_pairs(chat_logs, redact=Redactor(rules))
+    index = build_index(encoder, pairs)
+    ranker_args = RankerArguments()
+    _, held_out = split_conversations(chat_logs, ranker_args.valid_fraction, ranker_args.seed)
+    calibration = fit_reply_calibration(encoder, index, pairs, {log.id for log in held_out})
 
     registry.root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.root))
@@ -117,6 +122,12 @@ def train_bot(
             "training_args": asdict(args),
             "best_epoch": training.best_epoch,
             "history": [asdict(r) for r in training.history],
+            "reply_calibration": calibration.to_json(),
+            "redaction": {
+                "order_number": rules.order_number,
+                "keep": list(rules.keep),
+                "phone_region": rules.phone_region,
+            },
         }
         save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
         version = registry.publish(staging)
@@ -134,13 +145,27 @@ def train_bot(
     )
 
 
+def build_index(
+    encoder: Encoder, pairs: Sequence[IndexedTurn], kind: str = "auto"
+) -> DialogueIndex:
+    """Embed every pair's context and each distinct reply once, and index them."""
+    index = DialogueIndex(encoder.dim, kind=kind)  # type: ignore[arg-type]
+    if pairs:
+        contexts = encoder.encode([p.context for p in pairs])
+        distinct = sorted({p.reply for p in pairs})
+        row = {text: i for i, text in enumerate(distinct)}
+        reply_emb = encoder.encode(distinct)
+        index.add(list(pairs), contexts, reply_emb[[row[p.reply] for p in pairs]])
+    return index
+
+
 def save_bundle(
     folder: Path,
     *,
     encoder: Encoder,
     head: IntentHead,
     index: DialogueIndex,
-    args: TrainingArguments,
+    args: TrainingArguments | RankerArguments,
     manifest: dict[str, object],
 ) -> None:
     """Write every file of a bundle into ``folder`` (the encoder also as ONNX)."""

@@ -1,0 +1,103 @@
+"""The stable command line: `frontdesk dialogues index` and `frontdesk dialogues eval --json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from channels.cli import main
+from retrieval.bundle import Bundle
+from retrieval.chatlog import ChatLog, ChatTurn, TurnRole, write_chatlog_jsonl
+from retrieval.pairs import message_window
+
+C, A = TurnRole.CUSTOMER, TurnRole.AGENT
+TOPICS = [
+    ("my parcel never arrived", "So sorry! I've sent a replacement, it ships today."),
+    ("I was charged twice for one order", "I've refunded the duplicate charge to your card."),
+    ("I can't log in to my account", "I've emailed you a link to reset your password."),
+    ("how do I cancel my subscription", "You can cancel any time under Settings > Plan."),
+    ("do you deliver to Canada", "Yes, we deliver to Canada within 5 working days."),
+    ("can I change my delivery address", "Sure, I've updated the address on your order."),
+]
+
+
+def write_logs(path: Path, n: int, offset: int = 0) -> Path:
+    logs = []
+    for i in range(offset, offset + n):
+        question, answer = TOPICS[i % len(TOPICS)]
+        turns = (
+            ChatTurn(C, f"hello, {question}. I'm user{i}@mail.example"),
+            ChatTurn(A, answer),
+            ChatTurn(C, "thanks a lot"),
+            ChatTurn(A, "Anything else? Write to help@shop.example any time."),
+        )
+        logs.append(ChatLog(f"conv-{i}", "web", None, turns))
+    write_chatlog_jsonl(logs, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("dialogues")
+    logs = write_logs(folder / "train.jsonl", 30)
+    out = folder / "model"
+    code = main(
+        ["dialogues", "index", "--logs", str(logs), "--out", str(out), "--no-train", "--json",
+         "--keep", "help@shop.example"]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_index_writes_a_bundle_with_redacted_pairs(model: Path) -> None:
+    bundle = Bundle.load(model)
+    assert bundle.manifest["kind"] == "dialogues"
+    assert bundle.manifest["ranker_trained"] is False
+    # 30 conversations x 2 replies, but once the emails are redacted the contexts repeat:
+    # 6 topics x 2 distinct (context, reply) pairs
+    assert len(bundle.index) == 12
+    stored = (model / "index" / "index_meta.jsonl").read_text(encoding="utf-8")
+    assert "@mail.example" not in stored  # the customers' emails never reach the index
+    assert "[EMAIL]" in stored
+    assert "help@shop.example" in stored  # the shop's own address is kept
+
+
+def test_the_bundle_answers_from_past_replies_given_the_context(model: Path) -> None:
+    bundle = Bundle.load(model)
+    window = message_window([], "I was billed twice for the same order")
+    (analysis,) = bundle.analyze(["I was billed twice for the same order"], [window])
+    assert analysis.intents == () and analysis.out_of_scope == 1.0
+    assert analysis.replies[0].text == TOPICS[1][1]
+    assert 0.0 <= analysis.replies[-1].score <= analysis.replies[0].score <= 1.0
+    assert len({r.text for r in analysis.replies}) == len(analysis.replies)  # no duplicates
+
+
+def test_eval_prints_the_contract_json(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    test = write_logs(tmp_path / "test.jsonl", 12, offset=100)
+    capsys.readouterr()
+    assert main(["dialogues", "eval", "--model", str(model), "--logs", str(test), "--json"]) == 0
+    numbers = json.loads(capsys.readouterr().out)
+    assert set(numbers) == {"n", "recall@1", "recall@5", "recall@10", "mrr"}
+    assert numbers["n"] == 24
+    assert 0 < numbers["recall@1"] <= numbers["recall@5"] <= numbers["recall@10"] <= 1.0
+    assert numbers["recall@1"] <= numbers["mrr"] <= 1.0
+    # 23 candidates a case: chance would put the true reply in the top 5 about 22 % of the time
+    assert numbers["recall@5"] >= 0.6
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m"
+    code = main(["dialogues", "index", "--logs", str(tmp_path / "nope.jsonl"), "--out", str(out)])
+    assert code == 2
+    assert "nope.jsonl" in capsys.readouterr().err
+    logs = write_logs(tmp_path / "logs.jsonl", 3)
+    code = main(
+        ["dialogues", "index", "--logs", str(logs), "--out", str(out), "--order-pattern", "NW-("]
+    )
+    assert code == 2
+    assert "not a regular expression" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,98 @@
+"""The response-ranking protocol of ``frontdesk dialogues eval`` (1 of 100).
+
+For every agent turn with at least one customer turn before it in the test logs, the
+candidates are the true reply plus 99 replies drawn at random (seed 0) from the agent turns
+of *other* test conversations; the system ranks them given the context (up to 3 previous
+turns). A drawn reply whose text is the true reply's (``Thank you and goodbye.`` is in
+hundreds of conversations) is drawn again: it is the right answer, not a distractor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from retrieval.chatlog import ChatLog, TurnRole
+from retrieval.pairs import CONTEXT_TURNS, dialogue_pairs
+from training.errors import TrainingError
+
+CANDIDATES = 100
+SEED = 0
+RECALL_AT = (1, 5, 10)
+
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class RankingCase:
+    context: str
+    candidates: tuple[str, ...]
+    """The true reply first, then the drawn ones."""
+
+
+def ranking_cases(
+    logs: Iterable[ChatLog],
+    *,
+    candidates: int = CANDIDATES,
+    seed: int = SEED,
+    window: int = CONTEXT_TURNS,
+    redact: Callable[[str], str] | None = None,
+) -> list[RankingCase]:
+    """The protocol's cases, in log order. Fewer candidates only when the other
+    conversations do not have that many different replies."""
+    logs = list(logs)
+    clean = redact or (lambda text: text)
+    pool_texts: list[str] = []
+    pool_owner: list[str] = []
+    for log in logs:
+        for turn in log.turns:
+            if turn.role is TurnRole.AGENT:
+                pool_texts.append(clean(turn.text.strip()))
+                pool_owner.append(log.id)
+    owners = np.asarray(pool_owner)
+    texts = np.asarray(pool_texts, dtype=object)
+    rng = np.random.default_rng(seed)
+    cases: list[RankingCase] = []
+    for pair in dialogue_pairs(logs, window=window, redact=redact, keep_repeats=True):
+        allowed = np.flatnonzero((owners != pair.conversation_id) & (texts != pair.reply))
+        if allowed.size == 0:
+            continue
+        want = min(candidates - 1, allowed.size)
+        drawn = rng.choice(allowed, size=want, replace=False)
+        cases.append(RankingCase(pair.context, (pair.reply, *(str(texts[i]) for i in drawn))))
+    if not cases:
+        raise TrainingError(
+            "no test cases: expected agent turns after a customer turn in at least two "
+            "conversations"
+        )
+    return cases
+
+
+def ranks(case_scores: Sequence[Vectors]) -> npt.NDArray[np.int64]:
+    """1-based rank of the true reply (column 0) in each case; ties count against it."""
+    return np.asarray([int((s[1:] >= s[0]).sum()) + 1 for s in case_scores], dtype=np.int64)
+
+
+def ranking_metrics(rank: npt.NDArray[np.int64]) -> dict[str, float | int]:
+    """The ``dialogues eval`` JSON: n, recall@1/5/10, mrr."""
+    out: dict[str, float | int] = {"n": int(rank.size)}
+    for k in RECALL_AT:
+        out[f"recall@{k}"] = round(float((rank <= k).mean()), 4) if rank.size else 0.0
+    out["mrr"] = round(float((1.0 / rank).mean()), 4) if rank.size else 0.0
+    return out
+
+
+def score_cases(
+    cases: Sequence[RankingCase], encode: Callable[[Sequence[str]], Vectors]
+) -> list[Vectors]:
+    """Dual-encoder scores: cosine of the context's and each candidate's embedding.
+    Every distinct text is encoded once."""
+    contexts = sorted({c.context for c in cases})
+    replies = sorted({r for c in cases for r in c.candidates})
+    ctx = dict(zip(contexts, encode(contexts), strict=True))
+    rep_index = {text: i for i, text in enumerate(replies)}
+    rep = encode(replies)
+    return [rep[[rep_index[r] for r in case.candidates]] @ ctx[case.context] for case in cases]
