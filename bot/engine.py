@@ -58,11 +58,18 @@ class Engine:
         if top is not None and top.probability >= thresholds.intent and not out_of_scope:
             intent = self._intents.get(top.name)
 
-        if intent is not None:
-            return self._act_on(intent, conversation, text, outputs)
-
         retrieved = _best(outputs.candidates, CandidateSource.RETRIEVAL)
-        if retrieved is not None and retrieved.score >= thresholds.retrieval:
+        if retrieved is not None and retrieved.score < thresholds.retrieval:
+            retrieved = None
+        if intent is not None and not (
+            # Intent and retrieved-reply scores are both calibrated probabilities of being
+            # right: a past agent answer beats a plain canned response only when likelier.
+            retrieved is not None
+            and self._answers_with_response(intent)
+            and retrieved.score > outputs.top_intent.probability  # type: ignore[union-attr]
+        ):
+            return self._act_on(intent, conversation, text, outputs)
+        if retrieved is not None:
             return Reply(text=retrieved.text, score=retrieved.score)
 
         if conversation.low_confidence_streak + 1 >= thresholds.low_confidence_turns:
@@ -97,6 +104,15 @@ class Engine:
             return Clarify(text=self.definition.messages.clarify, buttons=self._options(outputs))
         variant = response.variants[_bot_turns(conversation) % len(response.variants)]
         return Reply(text=variant.text, buttons=variant.buttons, intent=intent.name, score=score)
+
+    def _answers_with_response(self, intent: Intent) -> bool:
+        """True for an intent the bot answers with text alone (no action, no hand-over)."""
+        return (
+            intent.name != self.definition.human_intent
+            and not intent.escalate
+            and intent.action is None
+            and self.definition.response_for(intent) is not None
+        )
 
     def _say(self, intent: Intent, conversation: Conversation) -> str:
         response = self.definition.response_for(intent)

@@ -23,7 +23,9 @@ class Analyzer(Protocol):
     @property
     def version(self) -> str: ...
 
-    def analyze(self, texts: list[str], k: int = 5) -> list[Analysis]: ...
+    def analyze(
+        self, texts: list[str], contexts: list[str] | None = None, k: int = 5
+    ) -> list[Analysis]: ...
 
 
 def to_model_outputs(analysis: Analysis) -> ModelOutputs:
@@ -43,7 +45,7 @@ def to_model_outputs(analysis: Analysis) -> ModelOutputs:
     )
 
 
-_Pending = tuple[str, asyncio.Future[ModelOutputs]]
+_Pending = tuple[str, str, asyncio.Future[ModelOutputs]]
 
 
 class MicroBatcher:
@@ -70,9 +72,11 @@ class MicroBatcher:
                 await self._task
             self._task = None
 
-    async def analyze(self, text: str) -> ModelOutputs:
+    async def analyze(self, text: str, context: str = "") -> ModelOutputs:
+        """Model outputs for one message; ``context`` is its context window
+        (``retrieval.pairs.context_text``, message included) or "" for none."""
         future: asyncio.Future[ModelOutputs] = asyncio.get_running_loop().create_future()
-        await self._queue.put((text, future))
+        await self._queue.put((text, context, future))
         return await future
 
     async def _run(self) -> None:
@@ -92,14 +96,16 @@ class MicroBatcher:
                 batch.append(self._queue.get_nowait())
             model = self.model
             try:
-                results = await asyncio.to_thread(model.analyze, [text for text, _ in batch])
+                results = await asyncio.to_thread(
+                    model.analyze, [text for text, _, _ in batch], [c for _, c, _ in batch]
+                )
             except Exception as exc:
                 log.exception("inference failed for a batch of %d", len(batch))
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             self.batches += 1
-            for (_, future), analysis in zip(batch, results, strict=True):
+            for (_, _, future), analysis in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(to_model_outputs(analysis))

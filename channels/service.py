@@ -31,6 +31,7 @@ from channels.bus import InProcessBus
 from channels.errors import ActionFailed, ConversationClosed
 from channels.inference import MicroBatcher
 from channels.store import ConversationRecord, Store, StoredEvent
+from retrieval.pairs import message_window
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ class ConversationService:
             low_confidence_streak=record.low_confidence_streak,
         )
         text = event.text or ""
-        outputs = await self.batcher.analyze(text)
+        window = message_window([(t.role.value, t.text) for t in turns], text)
+        outputs = await self.batcher.analyze(text, window)
         decision = self.engine.decide(conversation, text, outputs, self.clock())
         meta: dict[str, Any] = {"in_reply_to": event.seq, "model": self.batcher.model.version}
         if isinstance(decision, RunAction):

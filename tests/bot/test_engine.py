@@ -122,6 +122,27 @@ def conv(streak: int = 0, bot_turns: int = 0) -> Conversation:
             0,
             Reply("A past agent answer.", score=0.82),
         ),
+        # one scale: a confident intent's canned response loses to a likelier past answer...
+        (
+            "refund?",
+            outputs("refunds", 0.75, retrieved=0.9),
+            0,
+            Reply("A past agent answer.", score=0.9),
+        ),
+        # ... and wins against a less likely one
+        (
+            "refund?",
+            outputs("refunds", 0.85, retrieved=0.8),
+            0,
+            Reply("Refunds take 5 days.", (Button("Returns", "how to return"),), "refunds", 0.85),
+        ),
+        # actions and hand-overs are never replaced by a past answer
+        (
+            "a person please",
+            outputs("talk_to_human", 0.8, retrieved=0.95),
+            0,
+            Escalate(EscalationReason.REQUESTED, "Connecting you to a person."),
+        ),
         # low confidence, retrieved answer too weak: clarify with the likeliest intents
         ("hmm", outputs("refunds", 0.3, retrieved=0.5), 0, "clarify"),
         # second low-confidence turn in a row: hand over

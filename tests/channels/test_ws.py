@@ -226,7 +226,7 @@ class BrokenModel:
 
     version = "broken"
 
-    def analyze(self, texts: list[str], k: int = 5) -> list[Any]:
+    def analyze(self, texts: list[str], contexts: list[str] | None = None, k: int = 5) -> list[Any]:
         raise RuntimeError("inference exploded")
 
 
