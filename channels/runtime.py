@@ -11,6 +11,7 @@ from bot.definition import load_bot
 from bot.engine import Engine
 from bot.types import BotDefinition
 from channels.actions import ActionRunner, make_runner
+from channels.bridge import ChannelBridge
 from channels.bus import InProcessBus
 from channels.errors import NotReady
 from channels.inference import Analyzer, MicroBatcher
@@ -30,6 +31,7 @@ class Runtime:
     batcher: MicroBatcher
     actions: ActionRunner
     service: ConversationService
+    bridge: ChannelBridge
 
     @classmethod
     async def start(cls, settings: Settings, model: Analyzer | None = None) -> Runtime:
@@ -44,7 +46,8 @@ class Runtime:
         batcher.start()
         actions = make_runner(definition, settings.action_url)
         service = ConversationService(store, Engine(definition), batcher, actions, bus)
-        return cls(settings, definition, store, bus, batcher, actions, service)
+        bridge = ChannelBridge(service)
+        return cls(settings, definition, store, bus, batcher, actions, service, bridge)
 
     async def stop(self) -> None:
         await self.service.drain()

@@ -42,6 +42,7 @@ EVENT_KINDS: Final = (MESSAGE, STATUS)
 
 CHANNEL_MAX_CHARS: Final = 32
 CLIENT_ID_MAX_CHARS: Final = 128
+EXTERNAL_ID_MAX_CHARS: Final = 200
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 """How long a SQLite writer waits for another one to commit before "database is locked"."""
@@ -94,8 +95,12 @@ conversations = sa.Table(
     # Free-form JSON about the conversation (e.g. a messaging channel's sender id); not
     # called "metadata", the name SQLAlchemy gives the schema itself.
     sa.Column("meta", sa.JSON, nullable=False),
+    # The messaging provider's id for the customer (a Telegram chat, a WhatsApp number...):
+    # one conversation per (channel, external_id); NULL for widget conversations.
+    sa.Column("external_id", sa.String(EXTERNAL_ID_MAX_CHARS), nullable=True),
     sa.CheckConstraint("status IN ('bot', 'waiting', 'agent', 'closed')", name="status"),
     sa.Index(None, "status"),
+    sa.Index(None, "channel", "external_id", unique=True),
 )
 
 events = sa.Table(
@@ -311,7 +316,7 @@ class Store:
         return True
 
     async def create_conversation(
-        self, channel: str, now: datetime
+        self, channel: str, now: datetime, *, external_id: str | None = None
     ) -> tuple[ConversationRecord, str]:
         """Start a conversation with status ``bot``; returns it and its secret token.
 
@@ -341,9 +346,50 @@ class Store:
                     last_seq=0,
                     low_confidence_streak=0,
                     meta={},
+                    external_id=external_id,
                 )
             )
         return record, token
+
+    async def conversation_for(
+        self, channel: str, external_id: str, now: datetime
+    ) -> ConversationRecord:
+        """The open conversation of ``external_id`` (a messaging channel's customer id) on
+        ``channel``, created on first contact. A closed one is archived under a new key so
+        that the customer's next message starts afresh. Safe against concurrent callers."""
+        _check_id("channel", channel, CHANNEL_MAX_CHARS)
+        _check_id("external_id", external_id, EXTERNAL_ID_MAX_CHARS)
+        for _ in range(3):
+            found = await self._by_external_id(channel, external_id)
+            if found is not None and found.status is not ConversationStatus.CLOSED:
+                return found
+            async with self._write() as conn:
+                if found is not None:  # closed: free the key for a new conversation
+                    await conn.execute(
+                        conversations.update()
+                        .where(conversations.c.id == found.id)
+                        .values(external_id=f"{found.id}:{external_id}"[:EXTERNAL_ID_MAX_CHARS])
+                    )
+            try:
+                record, _token = await self.create_conversation(
+                    channel, now, external_id=external_id
+                )
+            except IntegrityError:  # another process created it first: use theirs
+                continue
+            return record
+        raise StoreError(f"could not open a conversation for {channel}:{external_id}")
+
+    async def _by_external_id(self, channel: str, external_id: str) -> ConversationRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(conversations).where(
+                        conversations.c.channel == channel,
+                        conversations.c.external_id == external_id,
+                    )
+                )
+            ).first()
+        return None if row is None else _record(row._mapping)
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         async with self.engine.connect() as conn:

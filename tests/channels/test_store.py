@@ -37,7 +37,7 @@ LATER = NOW + timedelta(minutes=5)
 POSTGRES = os.environ.get(
     "FRONTDESK_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-HEAD = "0001"
+HEAD = "0002"
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +155,7 @@ async def test_open_migrates_an_empty_database_to_head(url: str) -> None:
     assert found["tables"] >= {"conversations", "events", "alembic_version"}
     assert found["conversations"] == {
         "id", "token_hash", "channel", "status", "created_at", "updated_at", "last_seq",
-        "low_confidence_streak", "meta",
+        "low_confidence_streak", "meta", "external_id",
     }  # fmt: skip
     assert found["events"] == {
         "id", "conversation_id", "seq", "kind", "role", "text", "client_id", "payload",
