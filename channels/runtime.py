@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.definition import load_bot
@@ -15,6 +15,7 @@ from channels.bridge import ChannelBridge
 from channels.bus import InProcessBus
 from channels.errors import NotReady
 from channels.inference import Analyzer, MicroBatcher
+from channels.reload import ModelWatcher
 from channels.service import ConversationService
 from channels.settings import Settings
 from channels.store import Store
@@ -32,10 +33,15 @@ class Runtime:
     actions: ActionRunner
     service: ConversationService
     bridge: ChannelBridge
+    watcher: ModelWatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.watcher = ModelWatcher(self, 0.0)
 
     @classmethod
     async def start(cls, settings: Settings, model: Analyzer | None = None) -> Runtime:
         definition = load_bot(settings.bot)
+        injected = model
         if model is None:
             model = await asyncio.to_thread(load_current_bundle, settings.models_dir, definition)
         store = await Store.open(settings.store_url())
@@ -47,9 +53,14 @@ class Runtime:
         actions = make_runner(definition, settings.action_url)
         service = ConversationService(store, Engine(definition), batcher, actions, bus)
         bridge = ChannelBridge(service)
-        return cls(settings, definition, store, bus, batcher, actions, service, bridge)
+        runtime = cls(settings, definition, store, bus, batcher, actions, service, bridge)
+        if injected is None:  # an injected model (tests, embedding) is not the registry's
+            runtime.watcher = ModelWatcher(runtime, settings.reload_interval_s)
+            runtime.watcher.start()
+        return runtime
 
     async def stop(self) -> None:
+        await self.watcher.stop()
         await self.service.drain()
         await self.batcher.stop()
         await self.actions.aclose()

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     """How long the micro-batcher gathers concurrent messages before one encoder pass."""
     batch_size: int = Field(default=32, ge=1)
     replay_limit: int = Field(default=1_000, ge=1)
+    reload_interval_s: float = Field(default=2.0, ge=0)
+    """How often the server checks the registry's ``current`` pointer for a new bundle
+    (hot swap; 0 turns it off)."""
 
     @property
     def models_dir(self) -> Path:

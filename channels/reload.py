@@ -1,0 +1,95 @@
+"""Hot swap of model bundles: a server follows the registry's ``current`` pointer.
+
+Every ``reload_interval_s`` the watcher reads the pointer; when it names another version,
+that bundle (and the bot definition next to it) is loaded off the event loop, checked
+against the bot, tried on one message, and only then swapped in. A bundle that fails any
+step is refused: the old one keeps serving, and the refused version is not retried until the
+pointer changes again. Conversations and connections are untouched by a swap; the next batch
+uses the new model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.definition import load_bot
+from bot.engine import Engine
+from bot.types import BotDefinition
+from channels.inference import Analyzer
+
+if TYPE_CHECKING:
+    from channels.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PROBE = "hello"
+"""The message a new bundle must analyse before it serves customers."""
+
+
+@dataclass
+class SwapRecord:
+    swaps: int = 0
+    refused: dict[str, str] = field(default_factory=dict)
+    """Version -> why it was refused."""
+
+
+class ModelWatcher:
+    def __init__(self, runtime: Runtime, interval_s: float) -> None:
+        self.runtime = runtime
+        self.interval_s = interval_s
+        self.record = SwapRecord()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self.interval_s > 0:
+            self._task = asyncio.create_task(self._run(), name="frontdesk-model-watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.check()
+            except Exception:  # the watcher must outlive any one bad check
+                log.exception("model watcher: check failed")
+
+    async def check(self) -> bool:
+        """Swap to the registry's current bundle if it is new and sound; True if swapped."""
+        from retrieval.registry import Registry
+
+        registry = Registry(self.runtime.settings.models_dir)
+        version = await asyncio.to_thread(registry.current_version)
+        serving = self.runtime.batcher.model.version
+        if version is None or version == serving or version in self.record.refused:
+            return False
+        try:
+            model, definition = await asyncio.to_thread(self._load_and_try)
+        except Exception as exc:
+            self.record.refused[version] = str(exc)
+            log.error("model %s refused, still serving %s: %s", version, serving, exc)
+            return False
+        self.runtime.definition = definition
+        self.runtime.service.engine = Engine(definition)
+        self.runtime.batcher.swap(model)
+        self.record.swaps += 1
+        log.info("model swapped: %s -> %s", serving, model.version)
+        return True
+
+    def _load_and_try(self) -> tuple[Analyzer, BotDefinition]:
+        from channels.runtime import load_current_bundle
+
+        settings = self.runtime.settings
+        definition = load_bot(settings.bot)
+        model = load_current_bundle(settings.models_dir, definition)
+        model.analyze([PROBE], [PROBE])
+        return model, definition
