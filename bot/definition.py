@@ -54,6 +54,7 @@ class IntentFile(_Strict):
     response: Name | None = None
     action: Name | None = None
     escalate: bool = False
+    title: NonEmpty | None = None
 
 
 class ThresholdsFile(_Strict):
@@ -178,6 +179,7 @@ def _to_domain(source: YamlSource, spec: BotFile) -> BotDefinition:
                 response=item.response,
                 action=item.action,
                 escalate=item.escalate,
+                title=item.title,
             )
         )
     uses_actions = any(i.action for i in intents)

@@ -122,11 +122,15 @@ class Engine:
 
     def _options(self, outputs: ModelOutputs) -> tuple[Button, ...]:
         buttons: list[Button] = []
+        titled = any(i.title for i in self.definition.intents)
         for scored in outputs.intents:
             intent = self._intents.get(scored.name)
             if intent is None or intent.name == self.definition.human_intent:
                 continue
-            buttons.append(Button(title=humanize(intent.name), payload=intent.examples[0]))
+            if titled and not intent.title:
+                continue  # greetings, thanks...: not something to offer as a topic
+            title = intent.title or humanize(intent.name)
+            buttons.append(Button(title=title, payload=intent.examples[0]))
             if len(buttons) == CLARIFY_OPTIONS:
                 break
         return buttons_with(tuple(buttons), self._person_button())

@@ -82,6 +82,10 @@ class Intent:
     """Name of a custom (rasa-sdk) action to run instead of a response."""
     escalate: bool = False
     """Always hand this intent to a person."""
+    title: str | None = None
+    """What a customer sees on the intent's button when the bot asks which one is meant
+    (default: the name in words); an intent with a title is the only kind offered when any
+    intent of the bot has one."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import MappingProxyType
 
@@ -223,3 +224,21 @@ def test_streak_after(decision: Clarify | Reply | Escalate, before: int, after: 
 def test_humanize(name: str, shown: str) -> None:
     """Intent names become readable button titles."""
     assert humanize(name) == shown
+
+
+def test_clarify_offers_titled_intents_only_once_any_has_a_title() -> None:
+    """With titles in bot.yml, the options read as the bot's author wrote them, and intents
+    without one (greetings, thanks) are not offered as topics."""
+    intents = tuple(
+        replace(i, title="Refund status") if i.name == "refunds" else i for i in DEFINITION.intents
+    )
+    engine = Engine(replace(DEFINITION, intents=intents))
+    model = outputs("greet", 0.3)  # greet is likeliest, refunds next
+    decision = engine.decide(conv(0), "hmm", model, NOW)
+    assert isinstance(decision, Clarify)
+    titles = [b.title for b in decision.buttons]
+    assert titles == ["Refund status", DEFINITION.messages.talk_to_person_button]
+    assert decision.buttons[0].payload == "where is my refund"
+    untitled = ENGINE.decide(conv(0), "hmm", model, NOW)
+    assert isinstance(untitled, Clarify)
+    assert untitled.buttons[0].title == "Greet"  # no titles: names in words
