@@ -22,9 +22,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(settings: Settings, model: Analyzer | None = None) -> Iterator[str]:
-    """Serve ``create_app(settings)``; yields the base URL ``127.0.0.1:PORT``."""
-    port = free_port()
+def running_server(
+    settings: Settings, model: Analyzer | None = None, port: int | None = None
+) -> Iterator[str]:
+    """Serve ``create_app(settings)``; yields the base URL ``127.0.0.1:PORT``.
+
+    ``port`` serves on a given port (a restart of an earlier server), else on a free one.
+    """
+    port = port or free_port()
     app = create_app(settings, model=model)
     config = uvicorn.Config(
         app,
