@@ -1,0 +1,108 @@
+"""Accepted messages are answered in the background: the webhook returns at once (providers
+retry slow webhooks), the bot's replies go out through the provider's API afterwards.
+
+The server keeps every task here and waits for them on shutdown (:meth:`Messaging.drain`).
+Replies to one customer leave in the order the customer's messages were accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+from channels.bridge import ChannelBridge
+from channels.messaging.outbound import RetryPolicy, Sender
+from channels.messaging.provider import Incoming, OutboundRequest, Provider, reply_of
+from channels.settings import Settings
+from channels.store import StoredEvent
+
+log = logging.getLogger(__name__)
+
+
+class Messaging:
+    def __init__(self, bridge: ChannelBridge, settings: Settings) -> None:
+        self.bridge = bridge
+        self.max_text_chars = settings.max_text_chars
+        policy = RetryPolicy(
+            attempts=settings.outbound_attempts,
+            backoff_s=settings.outbound_backoff_s,
+            max_delay_s=settings.outbound_max_delay_s,
+        )
+        self.sender = Sender(policy, timeout_s=settings.outbound_timeout_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    async def accept(self, provider: Provider, incoming: Incoming) -> bool:
+        """Persist ``incoming`` (before the webhook is acknowledged) and answer it in the
+        background; ``False`` when it is a redelivery of a message already accepted."""
+        inbound = incoming.inbound
+        text = inbound.text.strip()
+        if not text:
+            return False
+        if len(text) > self.max_text_chars:
+            log.info(
+                "%s message %s cut to %d characters", inbound.channel, inbound.message_id, len(text)
+            )
+            text = text[: self.max_text_chars]
+        event = await self.bridge.receive(replace(inbound, text=text))
+        if event is None:
+            log.info(
+                "%s message %s was already accepted (a redelivery): ignored",
+                inbound.channel,
+                inbound.message_id,
+            )
+            return False
+        for ack in incoming.acks:
+            self._spawn(self._deliver(provider, ack))
+        self._spawn(self._answer(provider, incoming, event))
+        return True
+
+    async def drain(self) -> None:
+        """Wait for every answer in flight (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        await self.sender.aclose()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, provider: Provider, request: OutboundRequest) -> None:
+        response = await self.sender.send(request)
+        if response is not None and (why := provider.refused(response)):
+            log.error("%s refused: %s", request.what, why)
+
+    async def _answer(self, provider: Provider, incoming: Incoming, event: StoredEvent) -> None:
+        inbound = incoming.inbound
+        with self._lock_for((inbound.channel, inbound.sender)) as lock:
+            async with lock:
+                try:
+                    replies = await self.bridge.answer(event)
+                except Exception:
+                    log.exception(
+                        "answering %s message %s failed", inbound.channel, inbound.message_id
+                    )
+                    return
+                for stored in replies:
+                    for request in provider.render(incoming.address, reply_of(stored)):
+                        await self._deliver(provider, request)
+
+    @contextmanager
+    def _lock_for(self, key: tuple[str, str]) -> Iterator[asyncio.Lock]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            yield lock
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
