@@ -7,9 +7,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 
+from channels import rasa_rest, socketio_channel
 from channels.inference import Analyzer
+from channels.limits import AddressLimits, RequestLimits
+from channels.messaging.router import messaging_router
+from channels.metrics import CONTENT_TYPE_LATEST, Metrics
 from channels.runtime import Runtime
 from channels.settings import Settings
 from channels.ws import chat_socket
@@ -20,17 +24,33 @@ STATIC = Path(__file__).parent / "static"
 def create_app(settings: Settings | None = None, *, model: Analyzer | None = None) -> FastAPI:
     """Build the app; ``model`` replaces the registry's bundle (tests, embedding)."""
     settings = settings or Settings()
+    metrics = Metrics()
+    addresses = AddressLimits(settings.ip_connect_rate, settings.ip_request_rate)
+    socketio = socketio_channel.SocketIOChannel(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await Runtime.start(settings, model)
+        runtime = await Runtime.start(settings, model, metrics)
         app.state.runtime = runtime
+        socketio.start(runtime)
         try:
             yield
         finally:
+            await socketio.stop()
             await runtime.stop()
 
     app = FastAPI(title="Frontdesk", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_body_bytes,
+        addresses=addresses,
+        metrics=metrics,
+    )
+    app.include_router(rasa_rest.router)
+    app.include_router(socketio_channel.router)
+    app.include_router(messaging_router(settings))
+    # Rasa Webchat's default socketPath
+    app.mount("/socket.io", socketio.asgi_app())
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -39,6 +59,11 @@ def create_app(settings: Settings | None = None, *, model: Analyzer | None = Non
     @app.get("/widget.js", include_in_schema=False)
     async def widget() -> FileResponse:
         return FileResponse(STATIC / "widget.js", media_type="text/javascript")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -53,6 +78,6 @@ def create_app(settings: Settings | None = None, *, model: Analyzer | None = Non
 
     @app.websocket("/ws/chat")
     async def ws_chat(ws: WebSocket) -> None:
-        await chat_socket(ws, ws.app.state.runtime)
+        await chat_socket(ws, ws.app.state.runtime, addresses)
 
     return app

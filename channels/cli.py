@@ -317,6 +317,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from bot.definition import load_bot
+    from channels import logs
     from channels.app import create_app
     from channels.errors import NotReady
     from retrieval.registry import Registry
@@ -328,6 +329,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"no trained model in {settings.models_dir}; run "
             f"`frontdesk train --bot {definition.root}` (or `make demo`) first"
         )
+    logs.configure(settings.log_format, logging.INFO if args.verbose else logging.WARNING)
     app = create_app(settings)
     print(
         f"Frontdesk: serving {settings.bot} on http://{settings.host}:{settings.port}", flush=True
@@ -338,6 +340,8 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         ws_max_size=settings.max_frame_bytes,
         log_level="info",
+        log_config=None,  # keep the handlers set above
+        timeout_graceful_shutdown=10,  # long-polling Socket.IO clients hold requests open
     )
     return 0
 

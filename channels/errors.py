@@ -19,6 +19,11 @@ class CloseCode(IntEnum):
     """No model bundle is loaded yet."""
     FLOODING = 4429
     """More messages than the rate limit allows."""
+    TOO_MANY_CONNECTIONS = 4430
+    """More new connections from one address than ``FRONTDESK_IP_CONNECT_RATE`` allows."""
+    SLOW_CLIENT = 4408
+    """The connection's send queue is full: the client reads too slowly (it may reconnect
+    and replay by ``last_seq``)."""
 
 
 class ChannelError(Exception):

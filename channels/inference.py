@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Protocol
 
 from bot.types import Candidate, CandidateSource, IntentScore, ModelOutputs
+from channels.metrics import Metrics
 from retrieval.bundle import Analysis
 
 log = logging.getLogger(__name__)
@@ -49,13 +51,21 @@ _Pending = tuple[str, str, asyncio.Future[ModelOutputs]]
 
 
 class MicroBatcher:
-    def __init__(self, model: Analyzer, *, wait_ms: float = 3.0, batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: Analyzer,
+        *,
+        wait_ms: float = 3.0,
+        batch_size: int = 32,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.model = model
         self.wait_s = wait_ms / 1000.0
         self.batch_size = batch_size
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
+        self.metrics = metrics
 
     def swap(self, model: Analyzer) -> None:
         """Use ``model`` from the next batch on (hot reload)."""
@@ -95,6 +105,7 @@ class MicroBatcher:
             while len(batch) < self.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             model = self.model
+            started = time.perf_counter()
             try:
                 results = await asyncio.to_thread(
                     model.analyze, [text for text, _, _ in batch], [c for _, c, _ in batch]
@@ -106,6 +117,9 @@ class MicroBatcher:
                         future.set_exception(exc)
                 continue
             self.batches += 1
+            if self.metrics is not None:
+                self.metrics.batch_size.observe(len(batch))
+                self.metrics.inference_seconds.observe(time.perf_counter() - started)
             for (_, _, future), analysis in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(to_model_outputs(analysis))

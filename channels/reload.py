@@ -76,12 +76,14 @@ class ModelWatcher:
             model, definition = await asyncio.to_thread(self._load_and_try)
         except Exception as exc:
             self.record.refused[version] = str(exc)
+            self.runtime.metrics.model_swaps.labels("refused").inc()
             log.error("model %s refused, still serving %s: %s", version, serving, exc)
             return False
         self.runtime.definition = definition
         self.runtime.service.engine = Engine(definition)
         self.runtime.batcher.swap(model)
         self.record.swaps += 1
+        self.runtime.metrics.model_swaps.labels("swapped").inc()
         log.info("model swapped: %s -> %s", serving, model.version)
         return True
 

@@ -15,6 +15,8 @@ from channels.bridge import ChannelBridge
 from channels.bus import InProcessBus
 from channels.errors import NotReady
 from channels.inference import Analyzer, MicroBatcher
+from channels.messaging.dispatch import Messaging
+from channels.metrics import Metrics
 from channels.reload import ModelWatcher
 from channels.service import ConversationService
 from channels.settings import Settings
@@ -33,27 +35,36 @@ class Runtime:
     actions: ActionRunner
     service: ConversationService
     bridge: ChannelBridge
+    metrics: Metrics
     watcher: ModelWatcher = field(init=False)
+    messaging: Messaging = field(init=False)
+    """The messaging apps' answers in flight and their shared HTTP client."""
 
     def __post_init__(self) -> None:
         self.watcher = ModelWatcher(self, 0.0)
+        self.messaging = Messaging(self.bridge, self.settings)
 
     @classmethod
-    async def start(cls, settings: Settings, model: Analyzer | None = None) -> Runtime:
+    async def start(
+        cls, settings: Settings, model: Analyzer | None = None, metrics: Metrics | None = None
+    ) -> Runtime:
         definition = load_bot(settings.bot)
         injected = model
         if model is None:
             model = await asyncio.to_thread(load_current_bundle, settings.models_dir, definition)
         store = await Store.open(settings.store_url())
         bus = InProcessBus()
+        metrics = metrics or Metrics()
         batcher = MicroBatcher(
-            model, wait_ms=settings.batch_wait_ms, batch_size=settings.batch_size
+            model, wait_ms=settings.batch_wait_ms, batch_size=settings.batch_size, metrics=metrics
         )
         batcher.start()
         actions = make_runner(definition, settings.action_url)
-        service = ConversationService(store, Engine(definition), batcher, actions, bus)
+        service = ConversationService(
+            store, Engine(definition), batcher, actions, bus, metrics=metrics
+        )
         bridge = ChannelBridge(service)
-        runtime = cls(settings, definition, store, bus, batcher, actions, service, bridge)
+        runtime = cls(settings, definition, store, bus, batcher, actions, service, bridge, metrics)
         if injected is None:  # an injected model (tests, embedding) is not the registry's
             runtime.watcher = ModelWatcher(runtime, settings.reload_interval_s)
             runtime.watcher.start()
@@ -61,9 +72,11 @@ class Runtime:
 
     async def stop(self) -> None:
         await self.watcher.stop()
+        await self.messaging.drain()  # before the service: its answers use the service
         await self.service.drain()
         await self.batcher.stop()
         await self.actions.aclose()
+        await self.messaging.aclose()
         await self.store.close()
 
 

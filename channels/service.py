@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,11 +26,12 @@ from bot.types import (
     Role,
     RunAction,
 )
-from channels import protocol
+from channels import logs, protocol
 from channels.actions import ActionRequest, ActionRunner
 from channels.bus import InProcessBus
 from channels.errors import ActionFailed, ConversationClosed
 from channels.inference import MicroBatcher
+from channels.metrics import Metrics
 from channels.store import ConversationRecord, Store, StoredEvent
 from retrieval.pairs import message_window
 
@@ -51,6 +53,7 @@ class ConversationService:
         actions: ActionRunner,
         bus: InProcessBus,
         clock: Callable[[], datetime] = utc_now,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -58,6 +61,7 @@ class ConversationService:
         self.actions = actions
         self.bus = bus
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -78,6 +82,7 @@ class ConversationService:
             conversation_id, client_id, text, self.clock()
         )
         if created:
+            self.metrics.messages.labels("in").inc()
             await self.bus.publish(conversation_id, protocol.event_frame(event))
         return event, created
 
@@ -94,10 +99,13 @@ class ConversationService:
 
     async def respond(self, event: StoredEvent) -> None:
         conversation_id = event.conversation_id
+        logs.conversation_id.set(conversation_id)  # this task's log records carry it
+        started = time.perf_counter()
         with self._lock_for(conversation_id) as lock:
             async with lock:
                 try:
                     await self._respond(event)
+                    self.metrics.reply_seconds.observe(time.perf_counter() - started)
                 except Exception:
                     log.exception(
                         "answering seq %d of conversation %s failed", event.seq, conversation_id
@@ -226,6 +234,7 @@ class ConversationService:
             payload=payload,
             now=self.clock(),
         )
+        self.metrics.messages.labels("out").inc()
         await self.bus.publish(conversation_id, protocol.event_frame(event))
         return event
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from limits import parse
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,9 +32,54 @@ class Settings(BaseSettings):
     """How long the micro-batcher gathers concurrent messages before one encoder pass."""
     batch_size: int = Field(default=32, ge=1)
     replay_limit: int = Field(default=1_000, ge=1)
+    """Events read from the store per page when a client replays after `last_seq`."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    """Largest HTTP request body (webhooks, REST); larger ones get 413."""
+    ip_connect_rate: str = "120/minute"
+    """New widget connections per client address (then close code 4430)."""
+    ip_request_rate: str = "300/minute"
+    """REST-channel requests per client address (then 429)."""
+    log_format: Literal["json", "text"] = "json"
+    """``frontdesk serve``'s log lines: JSON objects (with ``conversation_id``) or text."""
     reload_interval_s: float = Field(default=2.0, ge=0)
     """How often the server checks the registry's ``current`` pointer for a new bundle
     (hot swap; 0 turns it off)."""
+
+    # Messaging apps (docs/channels.md). A provider is served when all of its secrets are
+    # set, and left off (404) when none is; some but not all is refused at startup.
+    telegram_bot_token: SecretStr | None = None
+    telegram_secret_token: SecretStr | None = None
+    """The ``secret_token`` given to ``setWebhook`` (1-256 of ``A-Z a-z 0-9 _ -``)."""
+    telegram_api_url: str = "https://api.telegram.org"
+    slack_signing_secret: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    """The bot user OAuth token (``xoxb-...``) with the ``chat:write`` scope."""
+    slack_api_url: str = "https://slack.com/api"
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_access_token: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    messenger_app_secret: SecretStr | None = None
+    messenger_page_access_token: SecretStr | None = None
+    messenger_verify_token: SecretStr | None = None
+    graph_api_url: str = "https://graph.facebook.com/v23.0"
+    """Meta's Graph API (WhatsApp Cloud API and Messenger), with its version."""
+    outbound_attempts: int = Field(default=5, ge=1)
+    """Tries of a call to a provider's API before the reply is given up (and logged)."""
+    outbound_backoff_s: float = Field(default=0.5, ge=0)
+    """The wait before the second try; it doubles before each further one."""
+    outbound_max_delay_s: float = Field(default=30.0, gt=0)
+    outbound_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("ip_connect_rate", "ip_request_rate")
+    @classmethod
+    def _is_rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(
+                f"not a rate: {value!r} (write e.g. '60/minute', '5/second', '1000 per hour')"
+            ) from None
+        return value
 
     @property
     def models_dir(self) -> Path:

@@ -15,9 +15,10 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
-from channels import protocol
+from channels import logs, protocol
 from channels.bus import Subscription
 from channels.errors import BadFrame, ChannelError, CloseCode
+from channels.limits import AddressLimits, client_address
 from channels.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,13 @@ class Connection:
     async def serve(self) -> None:
         await self.ws.accept()
         self.tasks.append(asyncio.create_task(self._write()))
+        self.runtime.metrics.connections.inc()
         try:
             await self._read()
         except WebSocketDisconnect:
             pass
         finally:
+            self.runtime.metrics.connections.dec()
             if self.subscription is not None:
                 self.subscription.close()
             for task in self.tasks:
@@ -94,12 +97,15 @@ class Connection:
                 return False
             record = found
         self.conversation_id = record.id
+        logs.conversation_id.set(record.id)
         self.subscription = self.runtime.bus.subscribe(record.id)  # before the replay
         await self.outbox.put(protocol.welcome(record.id, token, record.last_seq))
-        for event in await store.events_after(
-            record.id, hello.last_seq, self.settings.replay_limit
-        ):
-            await self.outbox.put(protocol.event_frame(event))
+        # everything after last_seq, a page at a time (the writer drains while we read on)
+        after = hello.last_seq
+        while page := await store.events_after(record.id, after, self.settings.replay_limit):
+            for event in page:
+                await self.outbox.put(protocol.event_frame(event))
+            after = page[-1].seq
         self.tasks.append(asyncio.create_task(self._forward(self.subscription)))
         return True
 
@@ -116,7 +122,14 @@ class Connection:
     async def _forward(self, subscription: Subscription) -> None:
         while True:
             frame = await subscription.get()
-            await self.outbox.put(frame)
+            if subscription.overflowed or self.outbox.full():
+                # the client reads slower than its conversation moves: close it; on reconnect
+                # it replays what it missed from the store (nothing is lost)
+                self.runtime.metrics.refused.labels("send_queue").inc()
+                with contextlib.suppress(RuntimeError):
+                    await self.ws.close(CloseCode.SLOW_CLIENT, "send queue full; reconnect")
+                return
+            self.outbox.put_nowait(frame)
 
     async def _write(self) -> None:
         while True:
@@ -147,5 +160,10 @@ class Connection:
             await self.ws.close(code=int(code), reason=reason)
 
 
-async def chat_socket(ws: WebSocket, runtime: Runtime) -> None:
+async def chat_socket(ws: WebSocket, runtime: Runtime, addresses: AddressLimits) -> None:
+    if not await addresses.allow_connect(client_address(ws.scope)):
+        runtime.metrics.refused.labels("connect_rate").inc()
+        await ws.accept()
+        await ws.close(CloseCode.TOO_MANY_CONNECTIONS, "too many new connections from your address")
+        return
     await Connection(ws, runtime).serve()

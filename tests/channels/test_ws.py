@@ -243,3 +243,24 @@ async def test_inference_failure_still_answers(tmp_path: Path, shop_home: Path) 
         await ws.close()
     assert "something went wrong on our side" in answer["text"]
     assert answer["buttons"][0]["title"] == "Talk to a person"
+
+
+async def test_replay_pages_through_more_events_than_one_page(
+    settings: Settings, shop_bundle: Any
+) -> None:
+    """A long conversation replays in full, in order, even past the store's page size."""
+    small_pages = settings.model_copy(update={"replay_limit": 2})
+    with running_server(small_pages, model=shop_bundle) as address:
+        ws, welcome = await hello(address)
+        for n, text in enumerate(["hello", "how long does delivery take?", "thanks"]):
+            await ask(ws, f"p{n}", text)
+        await quiet(ws)
+        await ws.close()
+        again, welcome2 = await hello(
+            address, conversation_id=welcome["conversation_id"], token=welcome["token"], last_seq=0
+        )
+        replayed = [f for f in await quiet(again, 2.0) if "seq" in f]
+        await again.close()
+    seqs = [f["seq"] for f in replayed]
+    assert seqs == list(range(1, welcome2["seq"] + 1))
+    assert len(seqs) >= 6

@@ -1,0 +1,188 @@
+"""Operations and limits: metrics, JSON logs, OpenAPI, body size, per-address rates, slow
+clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from pydantic import ValidationError
+
+from channels import logs
+from channels.bus import InProcessBus
+from channels.errors import CloseCode
+from channels.metrics import Metrics
+from channels.settings import Settings
+from channels.ws import SEND_QUEUE, Connection
+from tests.channels.server import running_server
+from tests.channels.test_ws import ask, hello
+
+
+@pytest.fixture
+def settings(tmp_path: Path, shop_home: Path) -> Settings:
+    return Settings(
+        home=shop_home,
+        bot=Path("examples/shop"),
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+        max_body_bytes=2048,
+        ip_request_rate="5/minute",
+        ip_connect_rate="3/minute",
+    )
+
+
+@pytest.fixture
+def server(settings: Settings, shop_bundle: Any) -> Iterator[str]:
+    with running_server(settings, model=shop_bundle) as address:
+        yield address
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    """One sample's value from a Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith(f"{name}{labels} ") or (not labels and line.startswith(f"{name} ")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{labels} not in the exposition")
+
+
+async def test_metrics_count_messages_latency_batches_and_connections(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    ws, _ = await hello(server)
+    await ask(ws, "m1", "how long does delivery take?")
+    await ask(ws, "m2", "can I return a jacket?")
+    text = (await client.get(f"http://{server}/metrics")).text
+    assert sample(text, "frontdesk_messages_total", '{direction="in"}') == 2
+    assert sample(text, "frontdesk_messages_total", '{direction="out"}') >= 2
+    assert sample(text, "frontdesk_reply_seconds_count") == 2
+    assert sample(text, "frontdesk_batch_size_count") >= 2
+    assert sample(text, "frontdesk_connections") == 1
+    await ws.close()
+    async with asyncio.timeout(10):
+        while True:  # the server closes its side in another thread
+            text = (await client.get(f"http://{server}/metrics")).text
+            if sample(text, "frontdesk_connections") == 0:
+                break
+            await asyncio.sleep(0.05)
+
+
+async def test_openapi_lists_the_http_channels(server: str, client: httpx.AsyncClient) -> None:
+    spec = (await client.get(f"http://{server}/openapi.json")).json()
+    assert {"/healthz", "/readyz", "/webhooks/rest/webhook"} <= set(spec["paths"])
+    assert (await client.get(f"http://{server}/docs")).status_code == 200
+    ready = (await client.get(f"http://{server}/readyz")).json()
+    assert ready["store"] is True and ready["model"]
+
+
+async def test_large_bodies_are_refused_declared_or_streamed(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    url = f"http://{server}/webhooks/rest/webhook"
+    big = json.dumps({"sender": "s", "message": "x" * 4000})
+    declared = await client.post(url, content=big, headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+    assert "larger than 2048 bytes" in declared.json()["detail"]
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked upload
+        for start in range(0, len(big), 500):
+            yield big[start : start + 500].encode()
+
+    streamed = await client.post(url, content=chunks())
+    assert streamed.status_code == 413
+
+
+async def test_anonymous_http_is_rate_limited_per_address(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    url = f"http://{server}/webhooks/rest/webhook"
+    codes = [
+        (await client.post(url, json={"sender": "r", "message": "hello"})).status_code
+        for _ in range(6)
+    ]
+    assert codes[:5] == [200] * 5
+    assert codes[5] == 429
+    refused = await client.post(url, json={"sender": "r", "message": "hello"})
+    assert refused.headers["retry-after"] == "60"
+    assert (await client.get(f"http://{server}/healthz")).status_code == 200  # not limited
+    text = (await client.get(f"http://{server}/metrics")).text
+    assert sample(text, "frontdesk_refused_total", '{reason="http_rate"}') == 2
+
+
+async def test_new_connections_are_rate_limited_per_address(server: str) -> None:
+    opened = [await websockets.connect(f"ws://{server}/ws/chat") for _ in range(3)]
+    extra = await websockets.connect(f"ws://{server}/ws/chat")
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await asyncio.wait_for(extra.recv(), 10)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == CloseCode.TOO_MANY_CONNECTIONS
+    for ws in opened:
+        await ws.close()
+
+
+def test_rates_are_checked_when_settings_are_built() -> None:
+    with pytest.raises(ValidationError, match="not a rate: 'lots'"):
+        Settings(ip_connect_rate="lots")
+
+
+class StuckSocket:
+    """A websocket whose client never reads: sends block forever."""
+
+    def __init__(self) -> None:
+        self.closed: tuple[int, str] | None = None
+
+    async def send_json(self, frame: dict[str, Any]) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+
+async def test_a_client_that_does_not_read_is_closed_not_buffered_forever() -> None:
+    metrics = Metrics()
+    runtime = SimpleNamespace(settings=Settings(), metrics=metrics)
+    ws = StuckSocket()
+    connection = Connection(ws, runtime)  # type: ignore[arg-type]
+    bus = InProcessBus(queue_size=10_000)
+    subscription = bus.subscribe("c1")
+    writer = asyncio.create_task(connection._write())
+    forward = asyncio.create_task(connection._forward(subscription))
+    for seq in range(1, SEND_QUEUE + 50):
+        await bus.publish("c1", {"type": "message", "seq": seq, "role": "bot", "text": "x"})
+    await asyncio.wait_for(forward, 5)  # the forwarder gives up instead of waiting
+    assert ws.closed is not None and ws.closed[0] == CloseCode.SLOW_CLIENT
+    assert connection.outbox.qsize() <= SEND_QUEUE
+    writer.cancel()
+
+
+def test_json_logs_carry_the_conversation_id(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("json", logging.INFO)
+        token = logs.conversation_id.set("abc123")
+        logging.getLogger("channels.test").warning("answer failed: %s", "boom")
+        logs.conversation_id.reset(token)
+        logging.getLogger("channels.test").info("no conversation here")
+        logging.getLogger("httpx").info("POST https://api.telegram.org/botSECRET/sendMessage")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 2  # httpx's request lines (URLs may hold tokens) stay out
+    assert lines[0]["message"] == "answer failed: boom"
+    assert lines[0]["conversation_id"] == "abc123"
+    assert lines[0]["level"] == "WARNING" and lines[0]["logger"] == "channels.test"
+    assert lines[1]["conversation_id"] is None
