@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.encoder import MAX_LENGTH, by_length
+from retrieval.encoder import MAX_LENGTH
 
 ONNX_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -27,7 +27,9 @@ class OnnxEncoder:
         self.max_length = max_length
         self.tokenizer = Tokenizer.from_file(str(self.path / TOKENIZER_FILE))
         self.tokenizer.enable_truncation(max_length)
-        self.tokenizer.enable_padding()
+        padding = self.tokenizer.padding  # the exported tokenizer pads; batches pad here
+        self.pad_id = int(padding["pad_id"]) if padding else 0
+        self.tokenizer.no_padding()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -42,12 +44,37 @@ class OnnxEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = by_length(texts)  # batches of similar length: little padding
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            batch = self.tokenizer.encode_batch([texts[i] for i in rows])
-            ids = np.asarray([b.ids for b in batch], dtype=np.int64)
-            mask = np.asarray([b.attention_mask for b in batch], dtype=np.int64)
+        encodings = self.tokenizer.encode_batch(list(texts))
+        lengths = [len(e.ids) for e in encodings]
+        for rows in length_batches(lengths, batch_size):
+            width = max(lengths[i] for i in rows)
+            ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                ids[r, : lengths[i]] = encodings[i].ids
+                mask[r, : lengths[i]] = 1
             (emb,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             out[rows] = emb
         return out
+
+
+PADDING_SLACK = 1.5
+"""A batch takes texts up to this many times as long (in tokens) as its shortest one."""
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of similar token length: at most ``batch_size`` rows, and a
+    new batch where a text is much longer than the batch's shortest, so that a short
+    message is not padded to the length of a long context window (attention is quadratic
+    in the padded length, so the waste is more than proportional)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[list[int]] = []
+    for i in order:
+        if (
+            not batches
+            or len(batches[-1]) >= batch_size
+            or lengths[i] > PADDING_SLACK * lengths[batches[-1][0]] + 4
+        ):
+            batches.append([])
+        batches[-1].append(i)
+    return batches
