@@ -16,7 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from retrieval.chatlog import ChatLog, TurnRole
+from retrieval.index import DialogueIndex
 from retrieval.pairs import CONTEXT_TURNS, dialogue_pairs
+from retrieval.ranking import ReplyCalibration, score_candidates
 from training.errors import TrainingError
 
 CANDIDATES = 100
@@ -96,3 +98,31 @@ def score_cases(
     rep_index = {text: i for i, text in enumerate(replies)}
     rep = encode(replies)
     return [rep[[rep_index[r] for r in case.candidates]] @ ctx[case.context] for case in cases]
+
+
+def score_cases_with_index(
+    cases: Sequence[RankingCase],
+    encode: Callable[[Sequence[str]], Vectors],
+    index: DialogueIndex,
+    calibration: ReplyCalibration,
+    depth: int,
+) -> list[Vectors]:
+    """The served scores (``retrieval.ranking.score_candidates``): each candidate's cosine to
+    the context, fused with the evidence of the ``depth`` nearest past moments in ``index``
+    whose agent reply was that same answer, weighted by the bundle's fitted calibration."""
+    contexts = sorted({c.context for c in cases})
+    replies = sorted({r for c in cases for r in c.candidates})
+    ctx_emb = encode(contexts)
+    ctx_row = {text: i for i, text in enumerate(contexts)}
+    rep_index = {text: i for i, text in enumerate(replies)}
+    rep = encode(replies)
+    hits = index.search(ctx_emb, depth)
+    return [
+        score_candidates(
+            ctx_emb[ctx_row[case.context]],
+            rep[[rep_index[r] for r in case.candidates]],
+            hits[ctx_row[case.context]],
+            calibration,
+        )
+        for case in cases
+    ]

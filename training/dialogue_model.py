@@ -22,7 +22,12 @@ from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent_head import IntentHead
 from retrieval.pairs import dialogue_pairs
 from retrieval.redact import RedactionRules, Redactor
-from training.dialogue_eval import ranking_cases, ranking_metrics, ranks, score_cases
+from training.dialogue_eval import (
+    ranking_cases,
+    ranking_metrics,
+    ranks,
+    score_cases_with_index,
+)
 from training.errors import TrainingError
 from training.intent_model import check_out
 from training.pipeline import build_index, save_bundle
@@ -30,6 +35,9 @@ from training.ranker import RankerArguments, RankerTraining, split_conversations
 from training.reply_calibration import fit_reply_calibration
 
 log = logging.getLogger(__name__)
+
+SERVED_K = 5
+"""Replies the server asks the bundle for (``Bundle.analyze``'s ``k``); eval searches as deep."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,14 @@ def evaluate_dialogues(
     bundle = Bundle.load(model)
     logs, problems = read_all(sources)
     cases = ranking_cases(logs, redact=redaction_of(bundle))
-    return ranking_metrics(ranks(score_cases(cases, bundle.encoder.encode))), problems
+    scores = score_cases_with_index(
+        cases,
+        bundle.encoder.encode,
+        bundle.index,
+        bundle.reply_calibration,
+        depth=SERVED_K * bundle_files.OVERFETCH,
+    )
+    return ranking_metrics(ranks(scores)), problems
 
 
 def _device(requested: str) -> str:

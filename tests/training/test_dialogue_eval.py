@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
 from retrieval.chatlog import ChatLog, ChatTurn, TurnRole
-from training.dialogue_eval import ranking_cases, ranking_metrics, ranks, score_cases
+from retrieval.index import DialogueIndex, IndexedTurn
+from retrieval.ranking import ReplyCalibration
+from training.dialogue_eval import (
+    ranking_cases,
+    ranking_metrics,
+    ranks,
+    score_cases,
+    score_cases_with_index,
+)
 from training.errors import TrainingError
 
 C, A = TurnRole.CUSTOMER, TurnRole.AGENT
@@ -83,3 +93,37 @@ def test_score_cases_encodes_each_text_once_and_scores_by_cosine() -> None:
     scores = score_cases(cases, encode)
     assert len(seen) == len(set(seen))
     assert ranks(scores)[::2].tolist() == [1] * 5
+
+
+def test_indexed_scoring_lets_past_moments_vouch_for_a_candidate() -> None:
+    """A candidate far from the context in embedding space still wins when the nearest past
+    moment (in the index) was answered with that very reply: the served scoring."""
+    logs = [conversation(i) for i in range(3)]
+    cases = [c for c in ranking_cases(logs) if c.candidates[0] == "answer 0"]
+    assert len(cases) == 1
+
+    def encode(texts: Sequence[str]) -> np.ndarray:
+        # "answer 0" points away from its context; "answer 1" a little towards it
+        out = np.zeros((len(texts), 4), dtype=np.float32)
+        for row, text in enumerate(texts):
+            if text.startswith("customer: question 0"):
+                out[row] = [1, 0, 0, 0]
+            elif text == "answer 0":
+                out[row] = [0.1, 0, 0.995, 0]
+            elif text == "answer 1":
+                out[row] = [0.6, 0.8, 0, 0]
+            else:
+                out[row] = [0, 0, 0, 1]
+        return out
+
+    plain = score_cases(cases, encode)
+    assert ranks(plain).tolist() == [2]  # on cosine alone, "answer 1" wins
+    index = DialogueIndex(4, kind="flat")
+    past = IndexedTurn("old", 1, "customer: question 0 again", "answer 0")
+    context, reply = np.eye(4, dtype=np.float32)[[0]], np.eye(4, dtype=np.float32)[[2]]
+    index.add([past], context, reply)
+    calibration = ReplyCalibration(weight=0.75, slope=12, intercept=-9, fitted_on=0)
+    served = score_cases_with_index(cases, encode, index, calibration, depth=5)
+    assert ranks(served).tolist() == [1]
+    empty = score_cases_with_index(cases, encode, DialogueIndex(4, kind="flat"), calibration, 5)
+    assert ranks(empty).tolist() == [2]  # nothing in the index: cosine decides
