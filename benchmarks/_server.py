@@ -19,7 +19,7 @@ import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT = ROOT / "examples" / "shop"
@@ -146,7 +146,7 @@ class Server:
         self.bot = bot
         self.raise_nofile = raise_nofile
         self.proc: subprocess.Popen[bytes] | None = None
-        self._log = None
+        self._log: IO[bytes] | None = None
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -283,7 +283,7 @@ class Server:
         return {"log": str(self.log_path), "levels": dict(levels), "first_problems": firsts}
 
 
-def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
     """Batching and reply figures over a window, from two /metrics scrapes."""
 
     def d(name: str) -> float:
