@@ -8,19 +8,32 @@ else sees them. Every error names the file, the line and what was expected.
 from __future__ import annotations
 
 import re
+import string
+from datetime import date
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from bot import handoff
 from bot.errors import DefinitionError
 from bot.types import (
+    DEFAULT_NEGATIVE_WORDS,
+    MINUTES_PER_DAY,
+    WEEKDAYS,
+    ActionFailurePolicy,
     ActionSettings,
     BotDefinition,
     Button,
+    Frustration,
+    Handoff,
+    HandoffMessages,
     Intent,
     Messages,
+    OpeningHours,
     Redaction,
     Response,
     ResponseVariant,
@@ -84,6 +97,39 @@ class RedactionFile(_Strict):
     phone_region: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] = "US"
 
 
+class FrustrationFile(_Strict):
+    rephrase_similarity: Probability = Frustration.rephrase_similarity
+    rephrase_turns: Annotated[int, Field(ge=0, le=5)] = Frustration.rephrase_turns
+    negative_words: list[NonEmpty] = list(DEFAULT_NEGATIVE_WORDS)
+
+
+class OpeningHoursFile(_Strict):
+    timezone: NonEmpty
+    weekly: dict[NonEmpty, NonEmpty] = Field(min_length=1)
+    closed_dates: list[date] = []
+
+
+class HandoffMessagesFile(_Strict):
+    frustration: NonEmpty = HandoffMessages.frustration
+    action_failed: NonEmpty = HandoffMessages.action_failed
+    queue: NonEmpty = HandoffMessages.queue
+    closed: NonEmpty = HandoffMessages.closed
+
+
+class HandoffFile(_Strict):
+    frustration: FrustrationFile = FrustrationFile()
+    opening_hours: OpeningHoursFile | None = None
+    average_handle_minutes: Annotated[float, Field(gt=0, le=MINUTES_PER_DAY)] = (
+        Handoff.average_handle_minutes
+    )
+    action_failure: ActionFailurePolicy = Handoff.action_failure
+    messages: HandoffMessagesFile = HandoffMessagesFile()
+
+
+PLACEHOLDERS = {"queue": ("position", "wait"), "closed": ("day", "time", "timezone")}
+"""The ``{placeholders}`` each templated hand-over message may use."""
+
+
 class BotFile(_Strict):
     name: Name
     intents: dict[Name, IntentFile] = Field(min_length=2)
@@ -94,6 +140,7 @@ class BotFile(_Strict):
     human_intent: Name | None = None
     messages: MessagesFile = MessagesFile()
     redaction: RedactionFile = RedactionFile()
+    handoff: HandoffFile = HandoffFile()
 
 
 def load_bot(folder: Path | str) -> BotDefinition:
@@ -219,7 +266,133 @@ def _to_domain(source: YamlSource, spec: BotFile) -> BotDefinition:
             keep=tuple(spec.redaction.keep),
             phone_region=spec.redaction.phone_region.upper(),
         ),
+        handoff=_handoff(source, spec.handoff),
     )
+
+
+def _handoff(source: YamlSource, spec: HandoffFile) -> Handoff:
+    for index, phrase in enumerate(spec.frustration.negative_words):
+        if not handoff.words(phrase):
+            raise source.error(
+                ["handoff", "frustration", "negative_words", index],
+                f"handoff.frustration.negative_words: {phrase!r} has no words to look for",
+            )
+    for name, allowed in PLACEHOLDERS.items():
+        _check_template(source, name, getattr(spec.messages, name), allowed)
+    hours = spec.opening_hours
+    return Handoff(
+        frustration=Frustration(
+            rephrase_similarity=spec.frustration.rephrase_similarity,
+            rephrase_turns=spec.frustration.rephrase_turns,
+            negative_words=tuple(spec.frustration.negative_words),
+        ),
+        opening_hours=None if hours is None else _opening_hours(source, hours),
+        average_handle_minutes=spec.average_handle_minutes,
+        action_failure=spec.action_failure,
+        messages=HandoffMessages(**spec.messages.model_dump()),
+    )
+
+
+def _check_template(source: YamlSource, name: str, text: str, allowed: tuple[str, ...]) -> None:
+    loc = ["handoff", "messages", name]
+    expected = ", ".join(f"{{{a}}}" for a in allowed)
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise source.error(
+            loc, f"handoff.messages.{name}: {exc} (write {{{{ and }}}} for a literal brace)"
+        ) from exc
+    for field in fields:
+        if field not in allowed:
+            raise source.error(
+                loc,
+                f"handoff.messages.{name}: unknown placeholder {{{field}}}; "
+                f"expected some of {expected}",
+            )
+
+
+def _opening_hours(source: YamlSource, spec: OpeningHoursFile) -> OpeningHours:
+    where = ["handoff", "opening_hours"]
+    try:
+        ZoneInfo(spec.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise source.error(
+            [*where, "timezone"],
+            f"handoff.opening_hours.timezone: unknown time zone {spec.timezone!r}; expected "
+            "an IANA name such as 'Europe/Berlin' or 'America/New_York'",
+        ) from exc
+    weekly: list[tuple[tuple[int, int], ...] | None] = [None] * len(WEEKDAYS)
+    for key, value in spec.weekly.items():
+        loc = [*where, "weekly", key]
+        field = f"handoff.opening_hours.weekly.{key}"
+        try:
+            days = _days(key)
+            slots = _slots(value)
+        except ValueError as exc:
+            raise source.error(loc, f"{field}: {exc}") from exc
+        for day in days:
+            if weekly[day] is not None:
+                raise source.error(loc, f"{field}: {WEEKDAYS[day]!r} is given twice")
+            weekly[day] = slots
+    if not any(weekly):
+        raise source.error(
+            [*where, "weekly"],
+            "handoff.opening_hours.weekly: every day is closed; expected opening hours on at "
+            'least one day, e.g. `mon-fri: "09:00-18:00"`',
+        )
+    return OpeningHours(
+        timezone=spec.timezone,
+        weekly=tuple(slots or () for slots in weekly),
+        closed_dates=frozenset(spec.closed_dates),
+    )
+
+
+def _days(key: str) -> list[int]:
+    """``"mon-fri"`` -> ``[0, 1, 2, 3, 4]``; ``"sat, sun"`` -> ``[5, 6]``."""
+    days: list[int] = []
+    for part in key.lower().split(","):
+        first, _, last = part.strip().partition("-")
+        ends = [first.strip(), (last or first).strip()]
+        for end in ends:
+            if end not in WEEKDAYS:
+                raise ValueError(
+                    f"expected days such as 'mon', 'mon-fri' or 'sat, sun', got {key!r}"
+                )
+        start, stop = WEEKDAYS.index(ends[0]), WEEKDAYS.index(ends[1])
+        if stop < start:
+            raise ValueError(f"{part.strip()!r} runs backwards; write the earlier day first")
+        days.extend(range(start, stop + 1))
+    return days
+
+
+def _slots(value: str) -> tuple[tuple[int, int], ...]:
+    """``"09:00-12:00, 13:00-18:00"`` -> ``((540, 720), (780, 1080))``; ``"closed"`` -> ``()``."""
+    if value.strip().lower() == "closed":
+        return ()
+    slots: list[tuple[int, int]] = []
+    for part in value.split(","):
+        match = re.fullmatch(r"\s*(\d\d:\d\d)\s*-\s*(\d\d:\d\d)\s*", part)
+        if match is None:
+            raise ValueError(
+                f'expected hours such as "09:00-18:00" or "09:00-12:00, 13:00-18:00" '
+                f'or "closed", got {value!r}'
+            )
+        start, end = _minutes(match[1]), _minutes(match[2])
+        if end <= start:
+            raise ValueError(f"{part.strip()!r} ends before it starts (up to 24:00 a day)")
+        slots.append((start, end))
+    slots.sort()
+    for (_, end), (start, _) in pairwise(slots):
+        if start < end:
+            raise ValueError(f"the hours in {value!r} overlap")
+    return tuple(slots)
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = int(hhmm[:2]), int(hhmm[3:])
+    if minutes > 59 or hours * 60 + minutes > MINUTES_PER_DAY:
+        raise ValueError(f"expected a time from 00:00 to 24:00, got {hhmm!r}")
+    return hours * 60 + minutes
 
 
 def _variant(item: VariantFile | str) -> ResponseVariant:

@@ -1,16 +1,20 @@
 """``Engine``: decides what to say next. Pure: no I/O, no clock, no randomness.
 
 The channels call :meth:`Engine.decide` with the conversation so far, the model outputs of
-the new message and the current time, and carry out the :data:`Decision` it returns.
+the new message and the current time, and carry out the :data:`Decision` it returns. When
+that is an :class:`Escalate`, they put the conversation in the queue and ask
+:meth:`Engine.handoff_notice` what to tell the customer, passing in the queue and the time.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from bot import handoff
 from bot.entities import extract_entities
 from bot.errors import BotError
 from bot.types import (
+    ActionFailurePolicy,
     BotDefinition,
     Button,
     Candidate,
@@ -21,8 +25,10 @@ from bot.types import (
     Decision,
     Escalate,
     EscalationReason,
+    HandoffNotice,
     Intent,
     ModelOutputs,
+    QueueFacts,
     Reply,
     Role,
     RunAction,
@@ -37,6 +43,10 @@ class Engine:
     def __init__(self, definition: BotDefinition) -> None:
         self.definition = definition
         self._intents = {intent.name: intent for intent in definition.intents}
+        self._negative = tuple(
+            (phrase, handoff.words(phrase))
+            for phrase in definition.handoff.frustration.negative_words
+        )
 
     def decide(
         self, conversation: Conversation, text: str, outputs: ModelOutputs, now: datetime
@@ -57,6 +67,13 @@ class Engine:
         intent = None
         if top is not None and top.probability >= thresholds.intent and not out_of_scope:
             intent = self._intents.get(top.name)
+        # Hand-overs first: an explicit request or a bot.yml rule, then frustration (an
+        # annoyed customer gets a person even when the bot has an answer for them).
+        if intent is not None and self._hands_over(intent):
+            return self._act_on(intent, conversation, text, outputs)
+        frustrated = self._frustration(conversation, text)
+        if frustrated is not None:
+            return frustrated
 
         retrieved = _best(outputs.candidates, CandidateSource.RETRIEVAL)
         if retrieved is not None and retrieved.score < thresholds.retrieval:
@@ -84,9 +101,43 @@ class Engine:
             )
         return Clarify(text=self.definition.messages.clarify, buttons=self._options(outputs))
 
-    def on_action_failure(self, conversation: Conversation, action: str) -> Reply:
-        """A custom action failed or timed out: apologise and offer a person."""
+    def on_action_failure(self, conversation: Conversation, action: str) -> Reply | Escalate:
+        """A custom action failed or timed out: apologise, and offer a person (the default)
+        or hand over straight away (``handoff.action_failure: escalate``)."""
+        policy = self.definition.handoff
+        if policy.action_failure is ActionFailurePolicy.ESCALATE:
+            return Escalate(
+                reason=EscalationReason.ACTION_FAILED,
+                text=policy.messages.action_failed,
+                detail=f"action {action!r} failed",
+            )
         return Reply(text=self.definition.messages.action_failed, buttons=self._person_button())
+
+    def on_error(self, conversation: Conversation) -> Reply:
+        """Answering failed inside the platform: apologise and offer a person. Never hands
+        over by itself: the conversation's status may be what failed."""
+        return Reply(text=self.definition.messages.action_failed, buttons=self._person_button())
+
+    def handoff_notice(self, queue: QueueFacts, now: datetime) -> HandoffNotice:
+        """What a customer who just joined the queue is told happens next: their place and
+        the expected wait inside opening hours, when the team is back outside them."""
+        return handoff.notice(self.definition.handoff, queue, now)
+
+    def _frustration(self, conversation: Conversation, text: str) -> Escalate | None:
+        settings = self.definition.handoff.frustration
+        message = self.definition.handoff.messages.frustration
+        phrase = handoff.find_phrase(text, self._negative)
+        if phrase is not None:
+            return Escalate(EscalationReason.FRUSTRATION, message, f"said {phrase!r}")
+        if settings.rephrase_turns:
+            count = handoff.rephrasings(conversation.turns, text, settings.rephrase_similarity)
+            if count >= settings.rephrase_turns:
+                return Escalate(
+                    EscalationReason.FRUSTRATION,
+                    message,
+                    f"asked the same thing {count + 1} times in a row",
+                )
+        return None
 
     def _act_on(
         self, intent: Intent, conversation: Conversation, text: str, outputs: ModelOutputs
@@ -104,6 +155,9 @@ class Engine:
             return Clarify(text=self.definition.messages.clarify, buttons=self._options(outputs))
         variant = response.variants[_bot_turns(conversation) % len(response.variants)]
         return Reply(text=variant.text, buttons=variant.buttons, intent=intent.name, score=score)
+
+    def _hands_over(self, intent: Intent) -> bool:
+        return intent.name == self.definition.human_intent or intent.escalate
 
     def _answers_with_response(self, intent: Intent) -> bool:
         """True for an intent the bot answers with text alone (no action, no hand-over)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -135,6 +135,106 @@ class Redaction:
     """Country assumed for phone numbers written without a country code."""
 
 
+DEFAULT_NEGATIVE_WORDS: tuple[str, ...] = (
+    "useless",
+    "pointless",
+    "unhelpful",
+    "not helpful",
+    "not helping",
+    "isn't helping",
+    "doesn't help",
+    "ridiculous",
+    "waste of time",
+    "stupid bot",
+    "you don't understand",
+    "you're not listening",
+    "not what i asked",
+    "fed up",
+    "wtf",
+    "fuck",
+    "fucking",
+    "shit",
+    "bullshit",
+    "crap",
+)
+"""English words and phrases that show a customer has had enough of the bot."""
+
+
+@dataclass(frozen=True)
+class Frustration:
+    """When the bot hands over because the customer is getting frustrated."""
+
+    rephrase_similarity: float = 0.75
+    """Lexical similarity (0-1) at or above which a message repeats the customer's previous
+    one (after a bot answer in between)."""
+    rephrase_turns: int = 2
+    """Rephrasings in a row that hand over: 2 means the same question asked three times;
+    0 turns the rephrasing trigger off."""
+    negative_words: tuple[str, ...] = DEFAULT_NEGATIVE_WORDS
+    """Words or phrases (matched as whole words, case-insensitive) that hand over; empty
+    turns the trigger off."""
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MINUTES_PER_DAY = 24 * 60
+
+
+@dataclass(frozen=True)
+class OpeningHours:
+    """When agents answer, in the team's time zone."""
+
+    timezone: str
+    """An IANA time zone name, e.g. ``Europe/Berlin``."""
+    weekly: tuple[tuple[tuple[int, int], ...], ...]
+    """Seven entries, Monday first: each a sorted tuple of ``(start, end)`` in minutes since
+    local midnight (``end`` may be 1440); an empty tuple is a closed day."""
+    closed_dates: frozenset[date] = frozenset()
+    """Public holidays and other days the team does not work."""
+
+
+class ActionFailurePolicy(StrEnum):
+    OFFER = "offer"
+    """Apologise and offer a person with a button (the customer decides)."""
+    ESCALATE = "escalate"
+    """Apologise and hand over straight away."""
+
+
+@dataclass(frozen=True)
+class HandoffMessages:
+    """What the customer is told when the bot hands over. ``{placeholders}`` are filled in:
+    ``queue``: ``position``, ``wait``; ``closed``: ``day``, ``time``, ``timezone``."""
+
+    frustration: str = (
+        "I'm sorry, I'm clearly not getting this right. "
+        "Let me pass you to one of my colleagues; they'll see everything we've said so far."
+    )
+    action_failed: str = (
+        "Sorry, something went wrong on our side while I was looking that up. "
+        "I'm passing you to one of my colleagues, who can check it for you."
+    )
+    queue: str = (
+        "You are number {position} in the queue; an agent usually answers within about {wait}."
+    )
+    closed: str = (
+        "Our team is back {day} at {time} ({timezone}). We'll answer you right here, so you "
+        "can close this page: the conversation is kept."
+    )
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """The hand-over policy beyond intents and thresholds (``handoff:`` in bot.yml)."""
+
+    frustration: Frustration = Frustration()
+    opening_hours: OpeningHours | None = None
+    """When agents answer; ``None``: always (the customer is only told the queue)."""
+    average_handle_minutes: float = 3.0
+    """How long an agent takes per waiting customer, for the expected wait (position x this),
+    unless the channels pass an observed value."""
+    action_failure: ActionFailurePolicy = ActionFailurePolicy.OFFER
+    messages: HandoffMessages = HandoffMessages()
+
+
 @dataclass(frozen=True)
 class BotDefinition:
     name: str
@@ -150,6 +250,7 @@ class BotDefinition:
     root: Path | None = None
     """Folder the definition was loaded from, if any."""
     redaction: Redaction = Redaction()
+    handoff: Handoff = Handoff()
 
     def intent(self, name: str) -> Intent:
         for intent in self.intents:
@@ -227,6 +328,7 @@ class EscalationReason(StrEnum):
     LOW_CONFIDENCE = "low_confidence"
     RULE = "rule"
     ACTION_FAILED = "action_failed"
+    FRUSTRATION = "frustration"
 
 
 @dataclass(frozen=True)
@@ -255,6 +357,36 @@ class Clarify:
 class Escalate:
     reason: EscalationReason
     text: str
+    detail: str | None = None
+    """Why, for the agent: the negative phrase seen, how often the customer rephrased..."""
 
 
 Decision = Reply | RunAction | Clarify | Escalate
+
+
+# --- telling the customer what happens after a hand-over ----------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFacts:
+    """What the channels know about the queue when a conversation joins it."""
+
+    position: int
+    """1 for the first in line; the conversation that just joined counts itself."""
+    average_handle_s: float | None = None
+    """Observed seconds an agent spends per waiting customer; ``None``: use the configured
+    ``handoff.average_handle_minutes``."""
+
+
+@dataclass(frozen=True)
+class HandoffNotice:
+    """The message that tells a customer who was just handed over what happens next."""
+
+    text: str
+    open: bool
+    """Whether the team is working now."""
+    position: int
+    expected_wait_s: int | None = None
+    """Inside opening hours: the estimated wait."""
+    back_at: datetime | None = None
+    """Outside opening hours: when the team is back (in the team's time zone)."""

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from channels import rasa_rest, socketio_channel
+from channels.console.routes import install as install_console
 from channels.inference import Analyzer
 from channels.limits import AddressLimits, RequestLimits
 from channels.messaging.router import messaging_router
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, *, model: Analyzer | None = Non
     app.include_router(rasa_rest.router)
     app.include_router(socketio_channel.router)
     app.include_router(messaging_router(settings))
+    install_console(app)  # /console, /console/api, /ws/console
     # Rasa Webchat's default socketPath
     app.mount("/socket.io", socketio.asgi_app())
 

@@ -158,7 +158,72 @@ def _parser() -> argparse.ArgumentParser:
     deval.add_argument("--logs", type=Path, required=True, action="append", help="test logs")
     deval.add_argument("--json", action="store_true", help="print one JSON object")
     deval.set_defaults(run=_dialogues_eval)
+
+    agents = sub.add_parser("agents", help="manage the agents who log in to the console")
+    asub = agents.add_subparsers(required=True, metavar="COMMAND")
+    aadd = asub.add_parser("add", help="register an agent (asks for the password)")
+    aadd.add_argument(
+        "--home", type=Path, help="data folder (default: $FRONTDESK_HOME or .frontdesk)"
+    )
+    aadd.add_argument("--email", required=True)
+    aadd.add_argument("--name", required=True)
+    aadd.add_argument("--role", choices=["agent", "admin"], default="agent")
+    aadd.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead of a prompt",
+    )
+    aadd.add_argument("--json", action="store_true", help="print the agent as JSON")
+    aadd.set_defaults(run=_agents_add, bot=None)
     return parser
+
+
+def _agents_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from channels.console.auth import MIN_PASSWORD_CHARS, hash_password
+    from channels.store import AgentExists, AgentRole, Store
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"Password for {args.email}: ")
+        if getpass.getpass("Again: ") != password:
+            print("frontdesk: error: the passwords differ", file=sys.stderr)
+            return 2
+    if len(password) < MIN_PASSWORD_CHARS:
+        print(
+            f"frontdesk: error: a password needs at least {MIN_PASSWORD_CHARS} characters",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _settings(args)
+
+    async def add() -> Any:
+        from datetime import UTC, datetime
+
+        store = await Store.open(settings.store_url())
+        try:
+            return await store.add_agent(
+                args.email,
+                args.name,
+                hash_password(password),
+                AgentRole(args.role),
+                datetime.now(UTC),
+            )
+        finally:
+            await store.close()
+
+    try:
+        agent = asyncio.run(add())
+    except (AgentExists, ValueError) as exc:
+        print(f"frontdesk: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        _print_json({"id": agent.id, "email": agent.email, "name": agent.name, "role": agent.role})
+    else:
+        print(f"added {agent.role} {agent.name} <{agent.email}> ({agent.id})")
+    return 0
 
 
 def _dialogues_index(args: argparse.Namespace) -> int:

@@ -29,11 +29,25 @@ class MessageIn(_Frame):
     text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-ClientFrame = Annotated[Hello | MessageIn, Field(discriminator="type")]
-_client_frame: TypeAdapter[Hello | MessageIn] = TypeAdapter(ClientFrame)
+class TypingIn(_Frame):
+    """The customer is typing: shown to the agent handling the conversation."""
+
+    type: Literal["typing"]
 
 
-def parse_client_frame(raw: str | bytes, max_text_chars: int) -> Hello | MessageIn:
+class RateIn(_Frame):
+    """The customer's rating of a closed conversation (1 to 5 stars)."""
+
+    type: Literal["rate"]
+    stars: Annotated[int, Field(ge=1, le=5)]
+
+
+ClientFrameType = Hello | MessageIn | TypingIn | RateIn
+ClientFrame = Annotated[ClientFrameType, Field(discriminator="type")]
+_client_frame: TypeAdapter[ClientFrameType] = TypeAdapter(ClientFrame)
+
+
+def parse_client_frame(raw: str | bytes, max_text_chars: int) -> ClientFrameType:
     """Parse one client frame or raise :class:`BadFrame` saying what was expected."""
     try:
         frame = _client_frame.validate_json(raw)
@@ -55,6 +69,10 @@ def welcome(conversation_id: str, token: str, seq: int) -> dict[str, Any]:
 
 def ack(client_id: str, seq: int) -> dict[str, Any]:
     return {"type": "ack", "client_id": client_id, "seq": seq}
+
+
+def rated(stars: int) -> dict[str, Any]:
+    return {"type": "rated", "stars": stars}
 
 
 def typing(role: str = "bot") -> dict[str, Any]:

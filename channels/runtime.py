@@ -12,9 +12,10 @@ from bot.engine import Engine
 from bot.types import BotDefinition
 from channels.actions import ActionRunner, make_runner
 from channels.bridge import ChannelBridge
-from channels.bus import InProcessBus
+from channels.bus import Bus, InProcessBus
 from channels.errors import NotReady
 from channels.inference import Analyzer, MicroBatcher
+from channels.locks import ConversationLocks, InProcessLocks
 from channels.messaging.dispatch import Messaging
 from channels.metrics import Metrics
 from channels.reload import ModelWatcher
@@ -30,7 +31,7 @@ class Runtime:
     settings: Settings
     definition: BotDefinition
     store: Store
-    bus: InProcessBus
+    bus: Bus
     batcher: MicroBatcher
     actions: ActionRunner
     service: ConversationService
@@ -53,7 +54,11 @@ class Runtime:
         if model is None:
             model = await asyncio.to_thread(load_current_bundle, settings.models_dir, definition)
         store = await Store.open(settings.store_url())
-        bus = InProcessBus()
+        try:
+            bus, locks = await make_bus_and_locks(settings)
+        except BaseException:
+            await store.close()
+            raise
         metrics = metrics or Metrics()
         batcher = MicroBatcher(
             model, wait_ms=settings.batch_wait_ms, batch_size=settings.batch_size, metrics=metrics
@@ -61,7 +66,7 @@ class Runtime:
         batcher.start()
         actions = make_runner(definition, settings.action_url)
         service = ConversationService(
-            store, Engine(definition), batcher, actions, bus, metrics=metrics
+            store, Engine(definition), batcher, actions, bus, metrics=metrics, locks=locks
         )
         bridge = ChannelBridge(service)
         runtime = cls(settings, definition, store, bus, batcher, actions, service, bridge, metrics)
@@ -77,7 +82,21 @@ class Runtime:
         await self.batcher.stop()
         await self.actions.aclose()
         await self.messaging.aclose()
+        await self.bus.close()
+        await self.service.locks.close()
         await self.store.close()
+
+
+async def make_bus_and_locks(settings: Settings) -> tuple[Bus, ConversationLocks]:
+    """In-process bus and locks, or Redis ones when ``settings.redis_url`` is set."""
+    if settings.redis_url is None:
+        return InProcessBus(), InProcessLocks()
+    from channels.locks import RedisLocks
+    from channels.redis_bus import RedisBus
+
+    bus = await RedisBus.connect(settings.redis_url)
+    ttl = settings.lock_ttl_s
+    return bus, RedisLocks(settings.redis_url, ttl_s=ttl, wait_s=2 * ttl)
 
 
 def load_current_bundle(models_dir: Path, definition: BotDefinition) -> Analyzer:

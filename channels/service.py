@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,15 +21,17 @@ from bot.types import (
     ConversationStatus,
     Decision,
     Escalate,
+    QueueFacts,
     Reply,
     Role,
     RunAction,
 )
 from channels import logs, protocol
 from channels.actions import ActionRequest, ActionRunner
-from channels.bus import InProcessBus
+from channels.bus import QUEUE_TOPIC, Bus
 from channels.errors import ActionFailed, ConversationClosed
 from channels.inference import MicroBatcher
+from channels.locks import ConversationLocks, Held, InProcessLocks
 from channels.metrics import Metrics
 from channels.store import ConversationRecord, Store, StoredEvent
 from retrieval.pairs import message_window
@@ -38,6 +39,8 @@ from retrieval.pairs import message_window
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 20
+CATCH_UP_WINDOW = 50
+"""How far back (in events) a replica looks for earlier unanswered messages (see respond)."""
 
 
 def utc_now() -> datetime:
@@ -51,9 +54,10 @@ class ConversationService:
         engine: Engine,
         batcher: MicroBatcher,
         actions: ActionRunner,
-        bus: InProcessBus,
+        bus: Bus,
         clock: Callable[[], datetime] = utc_now,
         metrics: Metrics | None = None,
+        locks: ConversationLocks | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -62,7 +66,7 @@ class ConversationService:
         self.bus = bus
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.locks: ConversationLocks = locks or InProcessLocks()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def open(self, channel: str) -> tuple[ConversationRecord, str]:
@@ -98,19 +102,59 @@ class ConversationService:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def respond(self, event: StoredEvent) -> None:
+        """Answer ``event`` under its conversation's lock, after the messages before it.
+
+        With several replicas the lock may go to a later message first; its holder then
+        answers the earlier ones too, in seq order, and this call finds ``event`` answered.
+        """
         conversation_id = event.conversation_id
         logs.conversation_id.set(conversation_id)  # this task's log records carry it
         started = time.perf_counter()
-        with self._lock_for(conversation_id) as lock:
-            async with lock:
-                try:
-                    await self._respond(event)
-                    self.metrics.reply_seconds.observe(time.perf_counter() - started)
-                except Exception:
-                    log.exception(
-                        "answering seq %d of conversation %s failed", event.seq, conversation_id
-                    )
-                    await self._apologise(event)
+        try:
+            async with self.locks.hold(conversation_id) as held:
+                for pending in await self._unanswered(event, held):
+                    await self._answer(pending, started)
+                await held.mark_answered(event.seq)
+        except Exception:  # the lock or the store failed before answering
+            log.exception("answering seq %d of conversation %s failed", event.seq, conversation_id)
+            await self._apologise(event)
+
+    async def _answer(self, event: StoredEvent, started: float) -> None:
+        try:
+            await self._respond(event)
+            self.metrics.reply_seconds.observe(time.perf_counter() - started)
+        except Exception:
+            log.exception(
+                "answering seq %d of conversation %s failed", event.seq, event.conversation_id
+            )
+            await self._apologise(event)
+
+    async def _unanswered(self, event: StoredEvent, held: Held) -> list[StoredEvent]:
+        """The customer messages to answer now, in seq order: ``event`` alone where the lock
+        keeps the order; else each one up to ``event`` not answered yet, found by the lock's
+        fence and the bot replies' ``in_reply_to`` (a status change ends what came before:
+        a person handled it)."""
+        if held.in_order:
+            return [event]
+        if held.answered is not None and event.seq <= held.answered:
+            return []
+        start = max(0, event.seq - CATCH_UP_WINDOW, held.answered or 0)
+        window = await self.store.events_after(
+            event.conversation_id, start, event.seq - start + 4 * CATCH_UP_WINDOW
+        )
+        floor, replied = start, set()
+        for e in window:
+            reply_to = e.payload.get("in_reply_to") if e.role is Role.BOT else None
+            if isinstance(reply_to, int):
+                replied.add(reply_to)
+                floor = max(floor, reply_to)
+            elif e.kind == "status" and e.seq < event.seq:
+                floor = max(floor, e.seq)
+        return [
+            e
+            for e in window
+            if e.role is Role.CUSTOMER and floor < e.seq <= event.seq and e.seq not in replied
+        ]
 
     async def _respond(self, event: StoredEvent) -> None:
         conversation_id = event.conversation_id
@@ -169,8 +213,8 @@ class ConversationService:
     async def _apologise(self, event: StoredEvent) -> None:
         """Something broke while answering: never leave the customer without a reply."""
         try:
-            reply = self.engine.on_action_failure(
-                Conversation(event.conversation_id, ConversationStatus.BOT), "answer"
+            reply = self.engine.on_error(
+                Conversation(event.conversation_id, ConversationStatus.BOT)
             )
             await self._say(
                 event.conversation_id,
@@ -199,15 +243,31 @@ class ConversationService:
                 {**meta, "decision": "clarify", "out_of_scope": decision.out_of_scope},
             )
         elif isinstance(decision, Escalate):
+            why = {"reason": decision.reason.value, "detail": decision.detail}
             await self._say(
-                conversation_id,
-                decision.text,
-                (),
-                {**meta, "decision": "escalate", "reason": decision.reason.value},
+                conversation_id, decision.text, (), {**meta, "decision": "escalate", **why}
             )
+            await self._tell_what_happens_next(conversation_id, meta)
             await self.set_status(
                 conversation_id, ConversationStatus.WAITING, decision.reason.value
             )
+
+    async def _tell_what_happens_next(self, conversation_id: str, meta: dict[str, Any]) -> None:
+        """Tell a customer being handed over their place in the queue and the expected
+        wait, or, outside opening hours, when and where the team will answer."""
+        # Said before the status changes: once it is `waiting` an agent may take the
+        # conversation at once, and the bot must not speak after that. This conversation
+        # joins the end of the queue.
+        position = await self.store.waiting_count() + 1
+        notice = self.engine.handoff_notice(QueueFacts(position=position), self.clock())
+        back_at = notice.back_at.isoformat() if notice.back_at is not None else None
+        facts = {
+            "open": notice.open,
+            "queue_position": notice.position,
+            "expected_wait_s": notice.expected_wait_s,
+            "back_at": back_at,
+        }
+        await self._say(conversation_id, notice.text, (), {**meta, "decision": "handoff", **facts})
 
     async def set_status(
         self, conversation_id: str, status: ConversationStatus, reason: str | None
@@ -216,6 +276,8 @@ class ConversationService:
             conversation_id, status, reason=reason, now=self.clock()
         )
         await self.bus.publish(conversation_id, protocol.event_frame(event))
+        # the agents' consoles show the queue live: escalations reach them at once
+        await self.bus.publish(QUEUE_TOPIC, {"type": "queue_changed"})
         return event
 
     async def _say(
@@ -237,16 +299,3 @@ class ConversationService:
         self.metrics.messages.labels("out").inc()
         await self.bus.publish(conversation_id, protocol.event_frame(event))
         return event
-
-    @contextmanager
-    def _lock_for(self, conversation_id: str) -> Iterator[asyncio.Lock]:
-        lock, users = self._locks.get(conversation_id, (asyncio.Lock(), 0))
-        self._locks[conversation_id] = (lock, users + 1)
-        try:
-            yield lock
-        finally:
-            lock, users = self._locks[conversation_id]
-            if users <= 1:
-                del self._locks[conversation_id]
-            else:
-                self._locks[conversation_id] = (lock, users - 1)

@@ -18,7 +18,14 @@ class Settings(BaseSettings):
     bot: Path = Path("examples/shop")
     """The bot folder (``bot.yml``, actions module)."""
     database_url: str | None = None
-    """SQLAlchemy async URL; default SQLite in ``home``."""
+    """SQLAlchemy async URL; default SQLite in ``home``. Replicas share one PostgreSQL
+    database (``postgresql+asyncpg://...``)."""
+    redis_url: str | None = None
+    """Redis for the bus and the per-conversation locks (``redis://host:6379/0``), needed
+    when several server processes serve one bot (docs/scale-out.md); unset: in-process."""
+    lock_ttl_s: float = Field(default=30.0, gt=0)
+    """A conversation's Redis lock expires this long after its holder stopped renewing it
+    (a crashed replica blocks its conversations at most this long)."""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     action_url: str | None = None
@@ -70,7 +77,26 @@ class Settings(BaseSettings):
     outbound_max_delay_s: float = Field(default=30.0, gt=0)
     outbound_timeout_s: float = Field(default=10.0, gt=0)
 
-    @field_validator("ip_connect_rate", "ip_request_rate")
+    # The agent console (docs/console.md).
+    secret_key: SecretStr | None = None
+    """Keys the console's session and CSRF tokens; generated and kept in
+    ``home/secret_key`` when unset. Every replica must share it."""
+    session_hours: float = Field(default=12.0, gt=0)
+    """How long a console login lasts."""
+    login_failures_per_address: str = "20/10 minutes"
+    """Failed console logins allowed from one client address (then 429)."""
+    login_failures_per_account: str = "5/10 minutes"
+    """Failed console logins allowed for one email (then 429, whatever the address)."""
+    console_poll_s: float = Field(default=1.0, gt=0)
+    """How often an agent's console socket re-reads the queue from the store (escalations
+    made by any replica show up within this)."""
+
+    @field_validator(
+        "ip_connect_rate",
+        "ip_request_rate",
+        "login_failures_per_address",
+        "login_failures_per_account",
+    )
     @classmethod
     def _is_rate(cls, value: str) -> str:
         try:
@@ -79,6 +105,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"not a rate: {value!r} (write e.g. '60/minute', '5/second', '1000 per hour')"
             ) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _is_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"not a Redis URL: {value!r} (write e.g. 'redis://127.0.0.1:6379/0')")
         return value
 
     @property

@@ -17,8 +17,9 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
@@ -134,6 +135,87 @@ events = sa.Table(
     sa.CheckConstraint("role IS NULL OR role IN ('customer', 'bot', 'agent')", name="role"),
 )
 
+# --- the agent console (channels/console, migration 0003) -------------------------------
+
+EMAIL_MAX_CHARS: Final = 254
+NAME_MAX_CHARS: Final = 100
+INTENT_MAX_CHARS: Final = 100
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("email", sa.String(EMAIL_MAX_CHARS), nullable=False),
+    sa.Column("name", sa.String(NAME_MAX_CHARS), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("role IN ('agent', 'admin')", name="role"),
+    sa.Index(None, "email", unique=True),
+)
+
+agent_sessions = sa.Table(
+    "agent_sessions",
+    metadata,
+    # A keyed hash of the session cookie: the cookie itself cannot be read back.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "agent_id",
+        sa.String(32),
+        sa.ForeignKey("agents.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)
+
+# Who took a conversation (its latest taker); a table of its own so that conversations keep
+# their columns. Written in the transaction that moves the conversation to `agent`.
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column(
+        "conversation_id",
+        sa.String(32),
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("agent_id", sa.String(32), sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("taken_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "agent_id"),
+)
+
+# Labelled data for the retrain loop: the intent the bot should have recognised in a
+# customer turn (an existing intent or a new name), as an agent tagged it.
+intent_tags = sa.Table(
+    "intent_tags",
+    metadata,
+    sa.Column(
+        "conversation_id",
+        sa.String(32),
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("intent", sa.String(INTENT_MAX_CHARS), nullable=False),
+    sa.Column("agent_id", sa.String(32), sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+ratings = sa.Table(
+    "ratings",
+    metadata,
+    sa.Column(
+        "conversation_id",
+        sa.String(32),
+        sa.ForeignKey("conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("stars", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("stars BETWEEN 1 AND 5", name="stars"),
+)
+
 
 class StoreError(Exception):
     """Root of the errors raised by the conversation store."""
@@ -176,6 +258,63 @@ class StoredEvent:
     payload: Mapping[str, object]
     """JSON data: buttons, intent, score, decision kind; ``status`` and ``reason``."""
     created_at: datetime
+
+
+class AgentRole(StrEnum):
+    AGENT = "agent"
+    ADMIN = "admin"
+
+
+class AgentExists(StoreError):
+    """An agent with this email is already registered."""
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    id: str
+    email: str
+    name: str
+    role: AgentRole
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A conversation waiting for an agent (status ``waiting``)."""
+
+    conversation_id: str
+    channel: str
+    waiting_since: datetime
+    reason: str | None
+    """The escalation reason of the status event that put it in the queue."""
+    last_customer_text: str | None
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class IntentTag:
+    conversation_id: str
+    seq: int
+    intent: str
+    agent_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DeskNumbers:
+    """Live numbers of the desk, over the status events since a moment."""
+
+    queue_length: int
+    taken: int
+    """Conversations taken by an agent in the period."""
+    average_wait_s: float | None
+    """From ``waiting`` to ``agent``, over the conversations taken in the period."""
+    average_handle_s: float | None
+    """From ``agent`` to ``bot`` or ``closed``, over the hand-backs and closes."""
+    escalations: Mapping[str, int]
+    """Escalations in the period, by reason."""
+    average_rating: float | None
+    ratings: int
 
 
 def hash_token(token: str) -> str:
@@ -580,6 +719,395 @@ class Store:
             ).first()
         return None if row is None else _event(row._mapping)
 
+    # --- the agent console ---------------------------------------------------------------
+
+    async def add_agent(
+        self, email: str, name: str, password_hash: str, role: AgentRole, now: datetime
+    ) -> AgentRecord:
+        """Register an agent; raises :class:`AgentExists` if the email is taken."""
+        email = normalize_email(email)
+        _check_id("email", email, EMAIL_MAX_CHARS)
+        _check_id("name", name, NAME_MAX_CHARS)
+        record = AgentRecord(uuid.uuid4().hex, email, name, AgentRole(role), _utc(now))
+        try:
+            async with self._write() as conn:
+                await conn.execute(
+                    agents.insert().values(
+                        id=record.id,
+                        email=email,
+                        name=name,
+                        password_hash=password_hash,
+                        role=record.role.value,
+                        created_at=record.created_at,
+                    )
+                )
+        except IntegrityError:
+            raise AgentExists(
+                f"an agent with email {email!r} exists already; pick another email"
+            ) from None
+        return record
+
+    async def agent_login(self, email: str) -> tuple[AgentRecord, str] | None:
+        """The agent with ``email`` and its password hash, or None."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(agents).where(agents.c.email == normalize_email(email))
+                )
+            ).first()
+        return None if row is None else (_agent(row._mapping), str(row.password_hash))
+
+    async def set_password_hash(self, agent_id: str, password_hash: str) -> None:
+        """Store a new hash (a rehash with stronger parameters, a password change)."""
+        async with self._write() as conn:
+            await conn.execute(
+                agents.update().where(agents.c.id == agent_id).values(password_hash=password_hash)
+            )
+
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(agents).where(agents.c.id == agent_id))).first()
+        return None if row is None else _agent(row._mapping)
+
+    async def create_session(
+        self, token_hash: str, agent_id: str, now: datetime, expires_at: datetime
+    ) -> None:
+        """Store a console session (by its token's keyed hash); drops the agent's expired
+        sessions on the way."""
+        now = _utc(now)
+        async with self._write() as conn:
+            await conn.execute(
+                agent_sessions.delete().where(
+                    agent_sessions.c.agent_id == agent_id, agent_sessions.c.expires_at <= now
+                )
+            )
+            await conn.execute(
+                agent_sessions.insert().values(
+                    token_hash=token_hash,
+                    agent_id=agent_id,
+                    created_at=now,
+                    expires_at=_utc(expires_at),
+                )
+            )
+
+    async def session_agent(self, token_hash: str, now: datetime) -> AgentRecord | None:
+        """The agent of an unexpired session, or None."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(agents)
+                    .join(agent_sessions, agent_sessions.c.agent_id == agents.c.id)
+                    .where(
+                        agent_sessions.c.token_hash == token_hash,
+                        agent_sessions.c.expires_at > _utc(now),
+                    )
+                )
+            ).first()
+        return None if row is None else _agent(row._mapping)
+
+    async def delete_session(self, token_hash: str) -> None:
+        async with self._write() as conn:
+            await conn.execute(
+                agent_sessions.delete().where(agent_sessions.c.token_hash == token_hash)
+            )
+
+    async def waiting_count(self) -> int:
+        """How many conversations wait for an agent (status ``waiting``)."""
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(conversations)
+                .where(conversations.c.status == ConversationStatus.WAITING.value)
+            )
+        return int(count or 0)
+
+    async def waiting_queue(self) -> list[QueueEntry]:
+        """Conversations waiting for an agent, longest waiting first."""
+        status_events = events.alias("status_events")
+        last_status = (
+            sa.select(sa.func.max(status_events.c.seq))
+            .where(
+                status_events.c.conversation_id == conversations.c.id,
+                status_events.c.kind == STATUS,
+            )
+            .correlate(conversations)
+            .scalar_subquery()
+        )
+        said = events.alias("said")
+        last_customer = (
+            sa.select(said.c.text)
+            .where(said.c.conversation_id == conversations.c.id, said.c.role == Role.CUSTOMER.value)
+            .order_by(said.c.seq.desc())
+            .limit(1)
+            .correlate(conversations)
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(
+                conversations.c.id,
+                conversations.c.channel,
+                conversations.c.last_seq,
+                events.c.created_at,
+                events.c.payload,
+                last_customer.label("last_customer_text"),
+            )
+            .select_from(conversations)
+            .join(
+                events,
+                sa.and_(
+                    events.c.conversation_id == conversations.c.id, events.c.seq == last_status
+                ),
+            )
+            .where(conversations.c.status == ConversationStatus.WAITING.value)
+            .order_by(events.c.created_at, conversations.c.id)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            QueueEntry(
+                conversation_id=r.id,
+                channel=r.channel,
+                waiting_since=r.created_at,
+                reason=_reason(r.payload),
+                last_customer_text=r.last_customer_text,
+                last_seq=int(r.last_seq),
+            )
+            for r in rows
+        ]
+
+    async def take_conversation(
+        self, conversation_id: str, agent_id: str, now: datetime
+    ) -> StoredEvent | None:
+        """Move a ``waiting`` conversation to ``agent``, assigned to ``agent_id``.
+
+        One conditional ``UPDATE ... WHERE status = 'waiting'``: of agents taking the same
+        conversation at once exactly one gets the status event; the others get None (as
+        does anyone taking a conversation that is not waiting).
+        """
+        now = _utc(now)
+        async with self._write() as conn:
+            seq = (
+                await conn.execute(
+                    conversations.update()
+                    .where(
+                        conversations.c.id == conversation_id,
+                        conversations.c.status == ConversationStatus.WAITING.value,
+                    )
+                    .values(
+                        status=ConversationStatus.AGENT.value,
+                        last_seq=conversations.c.last_seq + 1,
+                        updated_at=now,
+                    )
+                    .returning(conversations.c.last_seq)
+                )
+            ).scalar()
+            if seq is None:
+                await _require(conn, conversation_id)
+                return None
+            payload: dict[str, object] = {
+                "status": ConversationStatus.AGENT.value,
+                "reason": None,
+                "agent_id": agent_id,
+            }
+            await conn.execute(
+                events.insert().values(
+                    conversation_id=conversation_id,
+                    seq=seq,
+                    kind=STATUS,
+                    role=None,
+                    text=None,
+                    client_id=None,
+                    payload=payload,
+                    created_at=now,
+                )
+            )
+            await conn.execute(
+                assignments.delete().where(assignments.c.conversation_id == conversation_id)
+            )
+            await conn.execute(
+                assignments.insert().values(
+                    conversation_id=conversation_id, agent_id=agent_id, taken_at=now
+                )
+            )
+        return StoredEvent(
+            conversation_id, int(seq), STATUS, None, None, None, MappingProxyType(payload), now
+        )
+
+    async def assigned_agent(self, conversation_id: str) -> str | None:
+        """The id of the agent who took the conversation last, or None."""
+        async with self.engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(assignments.c.agent_id).where(
+                        assignments.c.conversation_id == conversation_id
+                    )
+                )
+            ).scalar()
+        return None if found is None else str(found)
+
+    async def agent_conversations(self, agent_id: str) -> list[ConversationRecord]:
+        """Conversations with status ``agent`` that ``agent_id`` took, oldest first."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(conversations)
+                    .join(assignments, assignments.c.conversation_id == conversations.c.id)
+                    .where(
+                        assignments.c.agent_id == agent_id,
+                        conversations.c.status == ConversationStatus.AGENT.value,
+                    )
+                    .order_by(assignments.c.taken_at)
+                )
+            ).all()
+        return [_record(r._mapping) for r in rows]
+
+    async def customer_message(self, conversation_id: str, seq: int) -> StoredEvent | None:
+        """The customer message with this seq, or None (another kind, or none at all)."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(events).where(
+                        events.c.conversation_id == conversation_id,
+                        events.c.seq == seq,
+                        events.c.role == Role.CUSTOMER.value,
+                    )
+                )
+            ).first()
+        return None if row is None else _event(row._mapping)
+
+    async def last_customer_message(self, conversation_id: str) -> StoredEvent | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(events)
+                    .where(
+                        events.c.conversation_id == conversation_id,
+                        events.c.role == Role.CUSTOMER.value,
+                    )
+                    .order_by(events.c.seq.desc())
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else _event(row._mapping)
+
+    async def tag_intent(
+        self, conversation_id: str, seq: int, intent: str, agent_id: str, now: datetime
+    ) -> IntentTag:
+        """Label the customer turn ``seq`` with the intent the bot should have recognised;
+        tagging a turn again replaces its label."""
+        _check_id("intent", intent, INTENT_MAX_CHARS)
+        if await self.customer_message(conversation_id, seq) is None:
+            raise ValueError(
+                f"seq {seq} of conversation {conversation_id} is not a customer message; "
+                "tag the customer turn the bot misunderstood"
+            )
+        tag = IntentTag(conversation_id, seq, intent, agent_id, _utc(now))
+        async with self._write() as conn:
+            await conn.execute(
+                intent_tags.delete().where(
+                    intent_tags.c.conversation_id == conversation_id, intent_tags.c.seq == seq
+                )
+            )
+            await conn.execute(intent_tags.insert().values(**asdict(tag)))
+        return tag
+
+    async def intent_tags_of(self, conversation_id: str) -> list[IntentTag]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(intent_tags)
+                    .where(intent_tags.c.conversation_id == conversation_id)
+                    .order_by(intent_tags.c.seq)
+                )
+            ).all()
+        return [IntentTag(**r._mapping) for r in rows]
+
+    async def rate_conversation(self, conversation_id: str, stars: int, now: datetime) -> None:
+        """The customer's rating (1-5); rating again replaces it."""
+        if not 1 <= stars <= 5:
+            raise ValueError(f"stars must be 1 to 5, got {stars}")
+        async with self._write() as conn:
+            await _require(conn, conversation_id)
+            await conn.execute(ratings.delete().where(ratings.c.conversation_id == conversation_id))
+            await conn.execute(
+                ratings.insert().values(
+                    conversation_id=conversation_id, stars=stars, created_at=_utc(now)
+                )
+            )
+
+    async def rating_of(self, conversation_id: str) -> int | None:
+        async with self.engine.connect() as conn:
+            stars = (
+                await conn.execute(
+                    sa.select(ratings.c.stars).where(ratings.c.conversation_id == conversation_id)
+                )
+            ).scalar()
+        return None if stars is None else int(stars)
+
+    async def desk_numbers(self, since: datetime) -> DeskNumbers:
+        """Queue length now; waits, handle times, escalations and ratings since ``since``."""
+        since = _utc(since)
+        recent = (
+            sa.select(events.c.conversation_id)
+            .where(events.c.kind == STATUS, events.c.created_at >= since)
+            .distinct()
+        )
+        async with self.engine.connect() as conn:
+            queue_length = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        conversations.c.status == ConversationStatus.WAITING.value
+                    )
+                )
+            ).scalar()
+            rows = (
+                await conn.execute(
+                    sa.select(events.c.conversation_id, events.c.payload, events.c.created_at)
+                    .where(events.c.kind == STATUS, events.c.conversation_id.in_(recent))
+                    .order_by(events.c.conversation_id, events.c.seq)
+                )
+            ).all()
+            rated = (
+                await conn.execute(
+                    sa.select(sa.func.avg(ratings.c.stars), sa.func.count()).where(
+                        ratings.c.created_at >= since
+                    )
+                )
+            ).one()
+        waits: list[float] = []
+        handles: list[float] = []
+        reasons: dict[str, int] = {}
+        current: str | None = None
+        waiting_at: datetime | None = None
+        agent_at: datetime | None = None
+        for row in rows:
+            if row.conversation_id != current:
+                current, waiting_at, agent_at = row.conversation_id, None, None
+            status = (row.payload or {}).get("status")
+            at: datetime = row.created_at
+            if status == ConversationStatus.WAITING.value:
+                waiting_at = at
+                if at >= since:
+                    reason = _reason(row.payload) or "unknown"
+                    reasons[reason] = reasons.get(reason, 0) + 1
+            elif status == ConversationStatus.AGENT.value:
+                if waiting_at is not None and at >= since:
+                    waits.append((at - waiting_at).total_seconds())
+                waiting_at, agent_at = None, at
+            else:
+                if agent_at is not None and at >= since:
+                    handles.append((at - agent_at).total_seconds())
+                waiting_at, agent_at = None, None
+        return DeskNumbers(
+            queue_length=int(queue_length or 0),
+            taken=len(waits),
+            average_wait_s=sum(waits) / len(waits) if waits else None,
+            average_handle_s=sum(handles) / len(handles) if handles else None,
+            escalations=MappingProxyType(dict(sorted(reasons.items()))),
+            average_rating=None if rated[0] is None else float(rated[0]),
+            ratings=int(rated[1] or 0),
+        )
+
 
 async def _append(
     conn: AsyncConnection,
@@ -696,3 +1224,22 @@ def _check_id(name: str, value: str, max_chars: int) -> None:
 def _check_limit(limit: int) -> None:
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _agent(row: sa.RowMapping) -> AgentRecord:
+    return AgentRecord(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        role=AgentRole(row["role"]),
+        created_at=row["created_at"],
+    )
+
+
+def _reason(payload: Mapping[str, object] | None) -> str | None:
+    reason = (payload or {}).get("reason")
+    return None if reason is None else str(reason)

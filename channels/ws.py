@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
+from bot.types import ConversationStatus
 from channels import logs, protocol
 from channels.bus import Subscription
 from channels.errors import BadFrame, ChannelError, CloseCode
@@ -24,6 +25,7 @@ from channels.runtime import Runtime
 log = logging.getLogger(__name__)
 
 SEND_QUEUE = 512
+TYPING_EVERY_S = 1.0
 
 
 class Connection:
@@ -37,6 +39,7 @@ class Connection:
         self.subscription: Subscription | None = None
         self.arrivals: deque[float] = deque()
         self.tasks: list[asyncio.Task[None]] = []
+        self.typed_at = float("-inf")
 
     async def serve(self) -> None:
         await self.ws.accept()
@@ -75,11 +78,16 @@ class Connection:
                 if isinstance(frame, protocol.Hello):
                     if not await self._hello(frame):
                         return
+                elif isinstance(frame, protocol.TypingIn):
+                    await self._typing()
                 else:
                     if self._flooding():
                         await self._close(CloseCode.FLOODING, "too many messages; slow down")
                         return
-                    await self._message(frame)
+                    if isinstance(frame, protocol.RateIn):
+                        await self._rate(frame)
+                    else:
+                        await self._message(frame)
             except ChannelError as exc:
                 await self.outbox.put(protocol.error(exc.code, str(exc)))
 
@@ -119,9 +127,31 @@ class Connection:
         if created:
             service.respond_later(event)
 
+    async def _rate(self, frame: protocol.RateIn) -> None:
+        if self.conversation_id is None:
+            raise BadFrame("rate: send a `hello` frame first")
+        record = await self.runtime.store.get_conversation(self.conversation_id)
+        if record is None or record.status is not ConversationStatus.CLOSED:
+            raise BadFrame("rate: only a closed conversation can be rated")
+        now = self.runtime.service.clock()
+        await self.runtime.store.rate_conversation(self.conversation_id, frame.stars, now)
+        await self.outbox.put(protocol.rated(frame.stars))
+
+    async def _typing(self) -> None:
+        """Relay the customer's typing to the conversation's other subscribers (the agent's
+        console), at most once per ``TYPING_EVERY_S``; not stored, not counted as flooding."""
+        if self.conversation_id is None:
+            raise BadFrame("typing: send a `hello` frame first")
+        now = time.monotonic()
+        if now - self.typed_at >= TYPING_EVERY_S:
+            self.typed_at = now
+            await self.runtime.bus.publish(self.conversation_id, protocol.typing("customer"))
+
     async def _forward(self, subscription: Subscription) -> None:
         while True:
             frame = await subscription.get()
+            if frame["type"] == "typing" and frame.get("role") == "customer":
+                continue  # the customer's own typing
             if subscription.overflowed or self.outbox.full():
                 # the client reads slower than its conversation moves: close it; on reconnect
                 # it replays what it missed from the store (nothing is lost)

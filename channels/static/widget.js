@@ -90,6 +90,9 @@
     ".fd-note{align-self:center;font-size:12px;color:#4b5563;text-align:center}" +
     ".fd-buttons{display:flex;flex-wrap:wrap;gap:6px;align-self:flex-start}" +
     ".fd-buttons button{border:1px solid;background:#fff;border-radius:14px;padding:5px 10px;cursor:pointer;font:inherit}" +
+    ".fd-rate{align-self:center;display:flex;align-items:center;gap:2px;font-size:13px;color:#374151}" +
+    ".fd-rate button{border:0;background:none;font-size:22px;line-height:1;color:#f59e0b;cursor:pointer;padding:2px}" +
+    ".fd-rate-q{margin-right:6px}" +
     ".fd-typing{font-size:12px;color:#4b5563;padding:2px 12px 4px;min-height:22px;background:#f6f7f9}" +
     ".fd-form{display:flex;border-top:1px solid #e3e5e8;background:#fff}" +
     ".fd-form input{flex:1;min-width:0;border:0;padding:12px;font:inherit;color:inherit;background:#fff}" +
@@ -282,7 +285,7 @@
       hideTyping();
       var line = el("div", "fd-note", STATUS_TEXT[f.status] || String(f.status));
       place(line, f.seq);
-      if (f.status === "closed") { forget(); fresh = true; }
+      if (f.status === "closed") { forget(); fresh = true; askRating(); }
       return;
     }
     var role = f.role === "customer" || f.role === "agent" ? f.role : "bot";
@@ -290,6 +293,28 @@
     if (role === "customer" && f.client_id && confirm(f.client_id, f.seq)) return;
     place(bubble(role, String(f.text == null ? "" : f.text)), f.seq);
     if (f.buttons && f.buttons.length && f.seq === lastSeq) addButtons(f.buttons, f.seq);
+  }
+  // After a close: 1-5 stars, sent on this connection (still the closed conversation's).
+  function askRating() {
+    var box = el("div", "fd-rate");
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "Rate this conversation");
+    box.appendChild(el("span", "fd-rate-q", "How did we do?"));
+    var sock = ws;
+    [1, 2, 3, 4, 5].forEach(function (n) {
+      var star = el("button", null, "\u2605");
+      star.type = "button";
+      star.setAttribute("aria-label", n + (n === 1 ? " star" : " stars"));
+      star.addEventListener("click", function () {
+        if (sock && sock.readyState === WebSocket.OPEN) {
+          sock.send(JSON.stringify({ type: "rate", stars: n }));
+        }
+        box.textContent = "Thanks for your rating!";
+      });
+      box.appendChild(star);
+    });
+    log.appendChild(box);
+    scrollDown();
   }
   function onFrame(f) {
     if (f.type === "welcome") onWelcome(f);
@@ -374,6 +399,16 @@
     e.preventDefault();
     submit(input.value);
     input.value = "";
+  });
+  // tell the agent handling the conversation that the customer is typing (at most every 2 s)
+  var typedAt = 0;
+  input.addEventListener("input", function () {
+    var now = Date.now();
+    if (now - typedAt < 2000 || !input.value) return;
+    if (ws && ws.readyState === 1 && state.conversation_id) {
+      typedAt = now;
+      ws.send(JSON.stringify({ type: "typing" }));
+    }
   });
 
   // the greeting is the widget's own: shown first, never stored

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from bot.definition import load_bot
 from bot.errors import DefinitionError
-from bot.types import Button
+from bot.types import ActionFailurePolicy, Button, Frustration, Handoff, OpeningHours
 
 VALID = """\
 name: shop
@@ -137,3 +138,86 @@ def test_redaction_settings_are_read_and_checked(tmp_path: Path) -> None:
     write(tmp_path, VALID + extra.replace("gb", "Britain"))
     with pytest.raises(DefinitionError, match=r"redaction\.phone_region"):
         load_bot(tmp_path)
+
+
+HANDOFF = """\
+handoff:
+  frustration:
+    rephrase_similarity: 0.8
+    rephrase_turns: 3
+    negative_words: [rubbish, "not good enough"]
+  opening_hours:
+    timezone: America/New_York
+    weekly:
+      mon-thu: "08:00-12:00, 13:00-17:00"
+      fri: "08:00-15:00"
+      sat, sun: closed
+    closed_dates: [2026-11-26]
+  average_handle_minutes: 4.5
+  action_failure: escalate
+  messages:
+    queue: "Place {position}, about {wait}."
+    closed: "Back {day} at {time} ({timezone})."
+"""
+
+
+def test_handoff_settings_are_read(tmp_path: Path) -> None:
+    """`handoff:` sets the frustration triggers, opening hours, wait estimate and messages."""
+    bot = load_bot(write(tmp_path, VALID + HANDOFF))
+    policy = bot.handoff
+    assert policy.frustration == Frustration(0.8, 3, ("rubbish", "not good enough"))
+    assert policy.opening_hours == OpeningHours(
+        timezone="America/New_York",
+        weekly=(((480, 720), (780, 1020)),) * 4 + (((480, 900),), (), ()),
+        closed_dates=frozenset({date(2026, 11, 26)}),
+    )
+    assert policy.average_handle_minutes == 4.5
+    assert policy.action_failure is ActionFailurePolicy.ESCALATE
+    assert (policy.messages.queue, policy.messages.closed) == (
+        "Place {position}, about {wait}.",
+        "Back {day} at {time} ({timezone}).",
+    )
+    assert policy.messages.frustration == Handoff().messages.frustration  # default kept
+
+
+def test_handoff_defaults(tmp_path: Path) -> None:
+    """Without `handoff:`, the team is always reachable and the English defaults apply."""
+    assert load_bot(write(tmp_path, VALID)).handoff == Handoff()
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "says"),
+    [
+        ("America/New_York", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+        ("mon-thu:", "mon-thurs:", "expected days such as 'mon', 'mon-fri'"),
+        ("mon-thu:", "thu-mon:", "'thu-mon' runs backwards"),
+        ("fri:", "thu:", "'thu' is given twice"),
+        ('fri: "08:00-15:00"', 'fri: "8-15"', 'expected hours such as "09:00-18:00"'),
+        ('fri: "08:00-15:00"', 'fri: "15:00-08:00"', "ends before it starts"),
+        ('fri: "08:00-15:00"', 'fri: "08:00-25:00"', "expected a time from 00:00 to 24:00"),
+        ("08:00-12:00, 13:00-17:00", "08:00-13:30, 13:00-17:00", "overlap"),
+        (
+            'mon-thu: "08:00-12:00, 13:00-17:00"\n      fri: "08:00-15:00"',
+            "mon-fri: closed",
+            "every day is closed",
+        ),
+        ("{position}", "{place}", "unknown placeholder {place}; expected some of {position}"),
+        ("({timezone})", "({zone.name})", "unknown placeholder {zone.name}"),
+        ("Back {day}", "Back {day", "handoff.messages.closed"),
+        ("rephrase_similarity: 0.8", "rephrase_similarity: 1.8", "rephrase_similarity"),
+        ("rephrase_turns: 3", "rephrase_turns: -1", "rephrase_turns"),
+        ("[rubbish,", '["!!!",', "'!!!' has no words to look for"),
+        ("action_failure: escalate", "action_failure: shrug", "action_failure"),
+        ("average_handle_minutes: 4.5", "average_handle_minutes: 0", "average_handle_minutes"),
+    ],
+)
+def test_handoff_errors(tmp_path: Path, replace: str, by: str, says: str) -> None:
+    """A mistake in `handoff:` is reported with the file, a line inside the block and the
+    expected form."""
+    assert replace in HANDOFF
+    write(tmp_path, VALID + HANDOFF.replace(replace, by))
+    with pytest.raises(DefinitionError) as err:
+        load_bot(tmp_path)
+    assert says in str(err.value)
+    first = VALID.count("\n") + 1
+    assert err.value.line is not None and err.value.line >= first, str(err.value)

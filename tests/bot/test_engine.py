@@ -11,6 +11,7 @@ import pytest
 from bot.engine import Engine, humanize, streak_after
 from bot.errors import BotError
 from bot.types import (
+    ActionFailurePolicy,
     ActionSettings,
     BotDefinition,
     Button,
@@ -21,9 +22,11 @@ from bot.types import (
     ConversationStatus,
     Escalate,
     EscalationReason,
+    Frustration,
     Intent,
     IntentScore,
     ModelOutputs,
+    QueueFacts,
     Reply,
     Response,
     ResponseVariant,
@@ -242,3 +245,174 @@ def test_clarify_offers_titled_intents_only_once_any_has_a_title() -> None:
     untitled = ENGINE.decide(conv(0), "hmm", model, NOW)
     assert isinstance(untitled, Clarify)
     assert untitled.buttons[0].title == "Greet"  # no titles: names in words
+
+
+# --- hand-over triggers --------------------------------------------------------------------
+
+FRUSTRATED = DEFINITION.handoff.messages.frustration
+REFUND = Reply("Refunds take 5 days.", (Button("Returns", "how to return"),), "refunds", 0.9)
+
+
+def asked(*questions: str) -> Conversation:
+    """A conversation where the customer asked ``questions``, each answered by the bot."""
+    turns: list[Turn] = []
+    for question in questions:
+        turns += [Turn(Role.CUSTOMER, question, NOW), Turn(Role.BOT, "Refunds take 5 days.", NOW)]
+    return Conversation("c1", ConversationStatus.BOT, tuple(turns))
+
+
+@pytest.mark.parametrize(
+    ("conversation", "text", "model", "expected"),
+    [
+        # negative wording hands over even when the bot knows the answer
+        (
+            conv(),
+            "this is useless, where is my refund",
+            outputs("refunds", 0.9),
+            Escalate(EscalationReason.FRUSTRATION, FRUSTRATED, "said 'useless'"),
+        ),
+        (
+            conv(),
+            "WTF where is my refund",
+            outputs("refunds", 0.9),
+            Escalate(EscalationReason.FRUSTRATION, FRUSTRATED, "said 'wtf'"),
+        ),
+        # an explicit request or a rule says why better than the wording does
+        (
+            conv(),
+            "this is useless, I want a person",
+            outputs("talk_to_human", 0.9),
+            Escalate(EscalationReason.REQUESTED, "Connecting you to a person."),
+        ),
+        (
+            conv(),
+            "this is ridiculous, I will sue you",
+            outputs("legal", 0.9),
+            Escalate(EscalationReason.RULE, DEFINITION.messages.escalate),
+        ),
+        # the same question a third time, after two bot answers
+        (
+            asked("where is my refund", "where's my refund?"),
+            "where is my refund??",
+            outputs("refunds", 0.9),
+            Escalate(
+                EscalationReason.FRUSTRATION, FRUSTRATED, "asked the same thing 3 times in a row"
+            ),
+        ),
+        # one rephrasing is not frustration
+        (asked("where is my refund"), "where's my refund?", outputs("refunds", 0.9), REFUND),
+        # nor are two questions about different orders and a refund
+        (
+            asked("where is my order 1042", "where is my order 2002"),
+            "where is my order 4711",
+            outputs("refunds", 0.9),
+            REFUND,
+        ),
+        # nor a polite word, nor "helpful"
+        (conv(), "that was helpful, thanks", outputs("refunds", 0.9), REFUND),
+    ],
+)
+def test_handoff_triggers(
+    conversation: Conversation, text: str, model: ModelOutputs, expected: object
+) -> None:
+    """Frustration (negative wording, repeated rephrasing) hands over; explicit requests and
+    bot.yml rules keep their own reason; near misses are answered."""
+    assert ENGINE.decide(conversation, text, model, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("turns_setting", "streak", "oos", "escalates"),
+    [
+        (2, 0, 0.0, False),  # first low-confidence turn: clarify
+        (2, 1, 0.0, True),  # second in a row: hand over
+        (2, 1, 0.9, True),  # out of scope counts the same
+        (2, 0, 0.9, False),
+        (1, 0, 0.0, True),  # a bot that hands over at once
+        (3, 1, 0.0, False),
+        (3, 2, 0.9, True),
+    ],
+)
+def test_low_confidence_turns(turns_setting: int, streak: int, oos: float, escalates: bool) -> None:
+    """N low-confidence or out-of-scope turns in a row hand over; fewer ask again."""
+    thresholds = replace(DEFINITION.thresholds, low_confidence_turns=turns_setting)
+    engine = Engine(replace(DEFINITION, thresholds=thresholds))
+    decision = engine.decide(conv(streak), "hmm", outputs("refunds", 0.3, oos=oos), NOW)
+    if escalates:
+        assert decision == Escalate(EscalationReason.LOW_CONFIDENCE, DEFINITION.messages.escalate)
+    else:
+        assert isinstance(decision, Clarify) and decision.out_of_scope is (oos > 0.5)
+
+
+@pytest.mark.parametrize(
+    ("frustration", "conversation", "text"),
+    [
+        (Frustration(negative_words=()), conv(), "this is useless, where is my refund"),
+        (Frustration(negative_words=("rubbish",)), conv(), "this is useless, where's my refund"),
+        (
+            Frustration(rephrase_turns=0),
+            asked("where is my refund", "where is my refund"),
+            "where is my refund",
+        ),
+        (
+            Frustration(rephrase_turns=3),
+            asked("where is my refund", "where is my refund"),
+            "where is my refund",
+        ),
+        (
+            Frustration(rephrase_similarity=1.0),
+            asked("where is my refund", "where's my refund?"),
+            "where is my refund??",
+        ),
+    ],
+)
+def test_frustration_settings(
+    frustration: Frustration, conversation: Conversation, text: str
+) -> None:
+    """bot.yml can change the negative words, the rephrasings needed and the similarity,
+    or turn either trigger off."""
+    policy = replace(DEFINITION.handoff, frustration=frustration)
+    engine = Engine(replace(DEFINITION, handoff=policy))
+    assert engine.decide(conversation, text, outputs("refunds", 0.9), NOW) == REFUND
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (
+            ActionFailurePolicy.OFFER,
+            Reply(
+                DEFINITION.messages.action_failed, (Button("Talk to a person", "I want a person"),)
+            ),
+        ),
+        (
+            ActionFailurePolicy.ESCALATE,
+            Escalate(
+                EscalationReason.ACTION_FAILED,
+                DEFINITION.handoff.messages.action_failed,
+                "action 'action_order_status' failed",
+            ),
+        ),
+    ],
+)
+def test_action_failure_policy(policy: ActionFailurePolicy, expected: object) -> None:
+    """A failed action offers a person by default, or hands over when bot.yml says so."""
+    engine = Engine(replace(DEFINITION, handoff=replace(DEFINITION.handoff, action_failure=policy)))
+    assert engine.on_action_failure(conv(), "action_order_status") == expected
+
+
+def test_errors_never_hand_over() -> None:
+    """An internal error apologises and offers a person, whatever the action-failure policy."""
+    policy = replace(DEFINITION.handoff, action_failure=ActionFailurePolicy.ESCALATE)
+    engine = Engine(replace(DEFINITION, handoff=policy))
+    assert engine.on_error(conv()) == Reply(
+        DEFINITION.messages.action_failed, (Button("Talk to a person", "I want a person"),)
+    )
+
+
+def test_handoff_notice_uses_the_bot_policy() -> None:
+    """The engine composes the queue notice from the facts the channels pass in."""
+    notice = ENGINE.handoff_notice(QueueFacts(position=2), NOW)
+    assert notice.open and notice.position == 2 and notice.expected_wait_s == 360
+    assert notice.text == (
+        "You are number 2 in the queue; an agent usually answers within about 6 minutes."
+    )

@@ -28,6 +28,7 @@ from channels.store import (
     StoredEvent,
     UnknownConversation,
     make_engine,
+    metadata,
     migrations_config,
     upgrade,
 )
@@ -37,7 +38,7 @@ LATER = NOW + timedelta(minutes=5)
 POSTGRES = os.environ.get(
     "FRONTDESK_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-HEAD = "0002"
+HEAD = "0003"
 
 
 @pytest.fixture(scope="session")
@@ -75,12 +76,11 @@ async def postgres_url() -> AsyncIterator[str | Exception]:
 
 async def _drop_tables(url: str) -> None:
     """Drop the store's tables and Alembic's, so that a test starts from an empty database."""
+    tables = ", ".join(t.name for t in reversed(metadata.sorted_tables))
     engine = create_async_engine(url)
     try:
         async with engine.begin() as conn:
-            await conn.execute(
-                sa.text("DROP TABLE IF EXISTS events, conversations, alembic_version CASCADE")
-            )
+            await conn.execute(sa.text(f"DROP TABLE IF EXISTS {tables}, alembic_version CASCADE"))
     finally:
         await engine.dispose()
 

@@ -90,12 +90,16 @@ async def test_order_status_comes_from_the_action(server: str) -> None:
 
 
 async def test_asking_for_a_person_escalates(server: str) -> None:
-    """'I want to talk to a person' gets a handoff message and the status becomes waiting."""
+    """'I want to talk to a person' gets a handoff message, then what happens next (the queue
+    or when the team is back), and the status becomes waiting."""
     ws, _ = await hello(server)
     frames = await ask(ws, "c1", "I want to talk to a person")
     frames += await until(ws, lambda f: f["type"] == "status")
     status = frames[-1]
     assert status["status"] == "waiting" and status["reason"] == "requested"
+    said = [f["text"] for f in frames if bot_message(f)]
+    assert len(said) == 2, said
+    assert "in the queue" in said[1] or "is back" in said[1]  # depends on the time of day
     # a person handles it now: the bot stays silent
     await ws.send(json.dumps({"type": "message", "client_id": "c2", "text": "hello?"}))
     later = await quiet(ws, 1.5)

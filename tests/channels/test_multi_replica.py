@@ -1,0 +1,117 @@
+"""Two real server processes on one PostgreSQL database and one Redis (DESIGN §5): clients
+of one conversation on different replicas see each other live, and the conversation's
+messages are answered in order whichever replica received them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from bot.types import Role
+from channels.store import Store
+from tests.channels.replicas import Replica
+
+WAIT_S = 30.0
+
+
+async def _recv(ws: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+    return frame
+
+
+async def _until(ws: ClientConnection, want: Any) -> dict[str, Any]:
+    """The first frame for which ``want(frame)`` holds (earlier ones are skipped)."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            frame = await _recv(ws)
+            if want(frame):
+                return frame
+
+
+async def _open(address: str, hello: dict[str, Any]) -> tuple[ClientConnection, dict[str, Any]]:
+    ws = await websockets.connect(f"ws://{address}/ws/chat")
+    await ws.send(json.dumps({"type": "hello", **hello}))
+    welcome = await _recv(ws)
+    assert welcome["type"] == "welcome", welcome
+    return ws, welcome
+
+
+@pytest.fixture
+async def store(postgres_database: str) -> AsyncIterator[Store]:
+    """The replicas' database, read directly."""
+    opened = await Store.open(postgres_database)
+    yield opened
+    await opened.close()
+
+
+async def test_clients_on_two_replicas_see_each_others_messages_live(
+    replicas: list[Replica],
+) -> None:
+    """A customer on replica A and a second client of the same conversation on replica B
+    each receive, live, what the other wrote and the bot's answers to it."""
+    a, b = replicas[0].address, replicas[1].address
+    ws_a, welcome = await _open(a, {})
+    conversation = {"conversation_id": welcome["conversation_id"], "token": welcome["token"]}
+    ws_b, _ = await _open(b, {**conversation, "last_seq": welcome["seq"]})
+    try:
+        await ws_a.send(json.dumps({"type": "message", "client_id": "a1", "text": "hi there"}))
+        ack = await _until(ws_a, lambda f: f["type"] == "ack")
+        seen = await _until(ws_b, lambda f: f.get("client_id") == "a1")
+        assert seen["seq"] == ack["seq"] and seen["role"] == "customer"
+        reply = await _until(ws_b, lambda f: f["type"] == "message" and f["role"] == "bot")
+        assert reply["seq"] > ack["seq"]
+
+        text = "how long does delivery take?"
+        await ws_b.send(json.dumps({"type": "message", "client_id": "b1", "text": text}))
+        seen = await _until(ws_a, lambda f: f.get("client_id") == "b1")
+        assert seen["text"] == text
+        answer = await _until(ws_a, lambda f: f["type"] == "message" and f["role"] == "bot")
+        assert answer["seq"] > seen["seq"]
+    finally:
+        await ws_a.close()
+        await ws_b.close()
+
+
+async def test_messages_sent_alternately_to_two_replicas_are_answered_in_order(
+    replicas: list[Replica], store: Store
+) -> None:
+    """Messages of one conversation sent in turn to A and B, without waiting for answers,
+    are each answered once, in the order they were accepted."""
+    texts = [
+        "hi there",
+        "how long does delivery take?",
+        "can I return a jacket that doesn't fit?",
+        "when are you open on saturday?",
+        "do you have a discount code?",
+        "how much is shipping to Austria?",
+    ]
+    ws_a, welcome = await _open(replicas[0].address, {})
+    conversation = {"conversation_id": welcome["conversation_id"], "token": welcome["token"]}
+    ws_b, _ = await _open(replicas[1].address, {**conversation, "last_seq": welcome["seq"]})
+    try:
+        for i, text in enumerate(texts):
+            ws = (ws_a, ws_b)[i % 2]
+            await ws.send(json.dumps({"type": "message", "client_id": f"m{i}", "text": text}))
+            await _until(ws, lambda f, i=i: f["type"] == "ack" and f["client_id"] == f"m{i}")
+        customer: list[int] = []
+        replies: list[object] = []
+        async with asyncio.timeout(WAIT_S):
+            while not customer or not set(customer) <= set(replies):
+                await asyncio.sleep(0.2)
+                events = await store.events_after(welcome["conversation_id"], 0)
+                customer = [e.seq for e in events if e.role is Role.CUSTOMER]
+                replies = [e.payload.get("in_reply_to") for e in events if e.role is Role.BOT]
+                if any(e.kind == "status" for e in events):
+                    pytest.fail(f"the bot escalated; pick other texts: {events}")
+    finally:
+        await ws_a.close()
+        await ws_b.close()
+    assert len(customer) == len(texts)
+    assert replies == sorted(replies), f"answered out of order: {replies}"
+    assert set(replies) == set(customer)
