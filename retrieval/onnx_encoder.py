@@ -32,6 +32,9 @@ class OnnxEncoder:
         self.tokenizer.no_padding()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # idle pool threads sleep instead of spinning: on a small server the event loop and
+        # the store need those cores between batches
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(
             str(self.path / ONNX_FILE), options, providers=["CPUExecutionProvider"]

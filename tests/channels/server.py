@@ -37,6 +37,7 @@ def running_server(
         port=port,
         log_level="warning",
         ws_max_size=settings.max_frame_bytes,
+        ws_per_message_deflate=settings.ws_compression,
         lifespan="on",
     )
     server = uvicorn.Server(config)
