@@ -5,6 +5,7 @@ messages are answered in order whichever replica received them."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -115,3 +116,56 @@ async def test_messages_sent_alternately_to_two_replicas_are_answered_in_order(
     assert len(customer) == len(texts)
     assert replies == sorted(replies), f"answered out of order: {replies}"
     assert set(replies) == set(customer)
+
+
+async def test_customer_on_one_replica_and_agent_on_the_other(
+    replicas: list[Replica], store: Store
+) -> None:
+    """The customer escalates on replica A; an agent logged in on replica B sees it in the
+    queue live, takes it, and the two talk across processes until it is handed back."""
+    from channels.console.auth import hash_password
+    from channels.store import AgentExists, AgentRole
+    from tests.channels.test_console import PASSWORD, escalated, logged_in, now, say, until
+
+    a, b = replicas[0].address, replicas[1].address
+    email = "multi@shop.example"
+    password_hash = await asyncio.to_thread(hash_password, PASSWORD)
+    with contextlib.suppress(AgentExists):  # the replicas' database lives for the session
+        await store.add_agent(email, "Multi", password_hash, AgentRole.AGENT, now())
+    agent = await logged_in(b, email)
+    console = await agent.socket()
+    try:
+        ws, welcome = await escalated(a)  # on A
+        cid = welcome["conversation_id"]
+        await until(
+            console,
+            lambda f: (
+                f["type"] == "queue" and any(w["conversation_id"] == cid for w in f["waiting"])
+            ),
+            WAIT_S,
+        )
+        assert (await agent.post(f"/console/api/conversations/{cid}/take")).status_code == 200
+        await until(ws, lambda f: f["type"] == "status" and f["status"] == "agent", WAIT_S)
+        await console.send(json.dumps({"type": "watch", "conversation_id": cid}))
+        await until(console, lambda f: f.get("status") == "agent", WAIT_S)
+
+        await say(ws, "c2", "my parcel is lost")  # customer on A -> agent on B
+        got = await until(
+            console, lambda f: f["type"] == "message" and f["role"] == "customer", WAIT_S
+        )
+        assert got[-1]["text"] == "my parcel is lost"
+        sent = await agent.post(  # agent on B -> customer on A
+            f"/console/api/conversations/{cid}/messages", {"text": "Let me check that."}
+        )
+        assert sent.status_code == 200
+        frames = await until(ws, lambda f: f["type"] == "message" and f["role"] != "customer")
+        assert frames[-1]["role"] == "agent" and frames[-1]["text"] == "Let me check that."
+
+        assert (await agent.post(f"/console/api/conversations/{cid}/hand-back")).status_code == 200
+        await until(ws, lambda f: f["type"] == "status" and f["status"] == "bot", WAIT_S)
+        await say(ws, "c3", "how long does delivery take?")
+        answer = await until(ws, lambda f: f["type"] == "message" and f["role"] == "bot", WAIT_S)
+        assert answer[-1]["text"]
+        await ws.close()
+    finally:
+        await console.close()
