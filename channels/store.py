@@ -530,6 +530,35 @@ class Store:
             ).first()
         return None if row is None else _record(row._mapping)
 
+    async def meta_of(self, conversation_id: str) -> dict[str, object]:
+        """The conversation's free-form JSON (e.g. a messaging channel's reply address)."""
+        async with self.engine.connect() as conn:
+            meta = (
+                await conn.execute(
+                    sa.select(conversations.c.meta).where(conversations.c.id == conversation_id)
+                )
+            ).scalar()
+        if meta is None:
+            raise UnknownConversation(conversation_id)
+        return dict(meta)
+
+    async def update_meta(self, conversation_id: str, values: Mapping[str, object]) -> None:
+        """Set keys of the conversation's free-form JSON (others are kept)."""
+        values = _json_object(values)
+        async with self._write() as conn:
+            meta = (
+                await conn.execute(
+                    sa.select(conversations.c.meta).where(conversations.c.id == conversation_id)
+                )
+            ).scalar()
+            if meta is None:
+                raise UnknownConversation(conversation_id)
+            await conn.execute(
+                conversations.update()
+                .where(conversations.c.id == conversation_id)
+                .values(meta={**meta, **values})
+            )
+
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         async with self.engine.connect() as conn:
             row = (

@@ -173,6 +173,9 @@ class Desk:
         )
         self.runtime.metrics.messages.labels("out").inc()
         await self.bus.publish(conversation_id, protocol.event_frame(event))
+        record = await self.store.get_conversation(conversation_id)
+        if record is not None:  # a messaging-app customer gets it through the provider
+            await self.runtime.messaging.relay(record.channel, event)
         return event
 
     async def typing(self, conversation_id: str, agent: AgentRecord) -> None:

@@ -16,11 +16,14 @@ from typing import Any
 
 from channels.bridge import ChannelBridge
 from channels.messaging.outbound import RetryPolicy, Sender
-from channels.messaging.provider import Incoming, OutboundRequest, Provider, reply_of
+from channels.messaging.provider import Address, Incoming, OutboundRequest, Provider, reply_of
 from channels.settings import Settings
 from channels.store import StoredEvent
 
 log = logging.getLogger(__name__)
+
+ADDRESS_KEY = "reply_address"
+"""The conversation ``meta`` key holding the provider address replies go to."""
 
 
 class Messaging:
@@ -34,6 +37,10 @@ class Messaging:
         )
         self.sender = Sender(policy, timeout_s=settings.outbound_timeout_s)
         self._tasks: set[asyncio.Task[None]] = set()
+        # imported here: the router imports the runtime, which imports this module
+        from channels.messaging.router import configured_providers
+
+        self.providers = {p.channel: p for p in configured_providers(settings)}
         self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
 
     async def accept(self, provider: Provider, incoming: Incoming) -> bool:
@@ -56,10 +63,38 @@ class Messaging:
                 inbound.message_id,
             )
             return False
+        await self._remember_address(event.conversation_id, incoming.address)
         for ack in incoming.acks:
             self._spawn(self._deliver(provider, ack))
         self._spawn(self._answer(provider, incoming, event))
         return True
+
+    async def relay(self, channel: str, event: StoredEvent) -> bool:
+        """Send a message written outside the bot (an agent's, from the console) to the
+        customer of a messaging conversation, in the background; False when the channel is
+        not a configured messaging app or the customer's address is unknown."""
+        provider = self.providers.get(channel)
+        if provider is None:
+            return False
+        stored = (await self.bridge.store.meta_of(event.conversation_id)).get(ADDRESS_KEY)
+        if not isinstance(stored, dict) or not isinstance(stored.get("recipient"), str):
+            log.error("no reply address for %s conversation %s", channel, event.conversation_id)
+            return False
+        via = stored.get("via")
+        address = Address(stored["recipient"], via if isinstance(via, str) else None)
+
+        async def send() -> None:
+            for request in provider.render(address, reply_of(event)):
+                await self._deliver(provider, request)
+
+        self._spawn(send())
+        return True
+
+    async def _remember_address(self, conversation_id: str, address: Address) -> None:
+        """Keep where replies go, for agents' messages later (one write per change)."""
+        wanted = {"recipient": address.recipient, "via": address.via}
+        if (await self.bridge.store.meta_of(conversation_id)).get(ADDRESS_KEY) != wanted:
+            await self.bridge.store.update_meta(conversation_id, {ADDRESS_KEY: wanted})
 
     async def drain(self) -> None:
         """Wait for every answer in flight (shutdown, tests)."""

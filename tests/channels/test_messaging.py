@@ -594,3 +594,45 @@ def test_slack_ok_false_is_a_refusal() -> None:
     bad = httpx.Response(200, json={"ok": False, "error": "channel_not_found"}, request=request)
     assert slack.refused(good) is None
     assert slack.refused(bad) == "channel_not_found"
+
+
+@pytest.mark.parametrize("channel", CUSTOMERS)
+async def test_an_agents_reply_reaches_the_messaging_customer(
+    channel: str, settings: Settings, fake: FakeProvider, shop_bundle: Any
+) -> None:
+    """A messaging customer asks for a person; the agent who takes the conversation in the
+    console answers, and the answer goes out through the provider to that customer."""
+    import asyncio
+
+    from channels.console.auth import hash_password
+    from channels.store import AgentRole
+    from tests.channels.test_console import PASSWORD, logged_in
+
+    someone = customer(channel)
+    store = await Store.open(settings.store_url())
+    try:
+        password_hash = await asyncio.to_thread(hash_password, PASSWORD)
+        await store.add_agent("ann@shop.example", "Ann", password_hash, AgentRole.AGENT, NOW)
+        with running_server(settings, model=shop_bundle) as address:
+            assert post(address, someone.message("1", "I want to talk to a person")).status_code
+            bot_replies = len(fake.wait_for(1, someone.send_path))
+            record = await store.conversation_for(channel, stored_sender(someone), NOW)
+            async with asyncio.timeout(30):
+                while True:  # the server answers in another thread
+                    found = await store.get_conversation(record.id)
+                    if found is not None and found.status.value == "waiting":
+                        break
+                    await asyncio.sleep(0.05)
+            ann = await logged_in(address, "ann@shop.example")
+            taken = await ann.post(f"/console/api/conversations/{record.id}/take")
+            assert taken.status_code == 200
+            sent = await ann.post(
+                f"/console/api/conversations/{record.id}/messages", {"text": "Hi, Ann here."}
+            )
+            assert sent.status_code == 200
+            calls = fake.wait_for(bot_replies + 1, someone.send_path)
+    finally:
+        await store.close()
+    agent_calls = [c for c in calls if someone.text(c) == "Hi, Ann here."]
+    assert len(agent_calls) == 1
+    assert someone.recipient(agent_calls[0]) == someone.recipient(calls[0])
