@@ -103,4 +103,7 @@ def event_frame(event: StoredEvent) -> dict[str, Any]:
         frame["buttons"] = buttons
     if event.client_id is not None:
         frame["client_id"] = event.client_id
+    in_reply_to = event.payload.get("in_reply_to")
+    if isinstance(in_reply_to, int):  # the customer message a bot or agent message answers
+        frame["in_reply_to"] = in_reply_to
     return frame

@@ -83,6 +83,7 @@ async def test_order_status_comes_from_the_action(server: str) -> None:
     assert frames[0] == {"type": "ack", "client_id": "c1", "seq": 1}
     answer = frames[-1]
     assert answer["seq"] > 1
+    assert answer["in_reply_to"] == 1  # the ack's seq: which message this answers
     order = ORDERS["1042"]
     assert "1042" in answer["text"]
     assert order["status"] in answer["text"].lower() or order.get("tracking", "") in answer["text"]
