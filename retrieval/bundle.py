@@ -27,7 +27,9 @@ from retrieval.ranking import ReplyCalibration, rank_hits
 class TextEncoder(Protocol):
     dim: int
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]: ...
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, max_tokens: int | None = None
+    ) -> npt.NDArray[np.float32]: ...
 
 
 MANIFEST = "manifest.json"
@@ -36,6 +38,10 @@ ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
 FORMAT = 2
 OVERFETCH = 4
+CONTEXT_TOKENS = 64
+"""Context windows are encoded up to this many tokens at serving time (most recent turn
+first, so the oldest words go): half the encoder's limit, at no measured loss on STAR
+(recall@1 0.5531 vs 0.5533 at 128; 0.548 at 48, 0.517 at 32), for about half the cost."""
 
 
 @dataclass(frozen=True)
@@ -117,11 +123,12 @@ class Bundle:
         Everything after the encoder is array math."""
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
         with_context = [i for i, c in enumerate(contexts) if c]
-        embedded = self.encoder.encode([*texts, *(contexts[i] for i in with_context)])
-        messages = embedded[: len(texts)]  # (B, D)
+        messages = self.encoder.encode(texts)  # (B, D)
         queries = messages.copy()
         if with_context:
-            queries[with_context] = embedded[len(texts) :]
+            queries[with_context] = self.encoder.encode(
+                [contexts[i] for i in with_context], max_tokens=CONTEXT_TOKENS
+            )
         probs, oos = self.head.predict(messages)  # (B, C), (B,)
         # over-fetch: near-duplicates of one answer collapse into one candidate
         hits = self.index.search(queries, k * OVERFETCH)

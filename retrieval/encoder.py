@@ -47,7 +47,10 @@ class Encoder:
         self.model.eval()
         self.dim: int = int(self.model.config.hidden_size)
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, max_tokens: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """(N, D) unit vectors; ``max_tokens`` truncates shorter than the model's limit."""
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -55,16 +58,16 @@ class Encoder:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
-                features = self.tokenize([texts[i] for i in rows])
+                features = self.tokenize([texts[i] for i in rows], max_tokens)
                 out[rows] = self.embed(features).float().cpu().numpy()
         return out
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, Any]:
+    def tokenize(self, texts: Sequence[str], max_tokens: int | None = None) -> dict[str, Any]:
         features = self.tokenizer(
             list(texts),
             padding=True,
             truncation=True,
-            max_length=self.max_length,
+            max_length=min(self.max_length, max_tokens or self.max_length),
             return_tensors="pt",
         )
         return {k: v.to(self.device) for k, v in features.items()}

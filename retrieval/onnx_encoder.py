@@ -45,16 +45,25 @@ class OnnxEncoder:
     def available(folder: Path) -> bool:
         return (folder / ONNX_FILE).is_file() and (folder / TOKENIZER_FILE).is_file()
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> npt.NDArray[np.float32]:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, max_tokens: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """(N, D) unit vectors; ``max_tokens`` truncates shorter than the model's limit
+        (keeping the closing [SEP]), as the torch encoder's tokenizer does."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        encodings = self.tokenizer.encode_batch(list(texts))
-        lengths = [len(e.ids) for e in encodings]
+        ids_of = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        if max_tokens is not None and max_tokens < self.max_length:
+            ids_of = [
+                ids if len(ids) <= max_tokens else [*ids[: max_tokens - 1], ids[-1]]
+                for ids in ids_of
+            ]
+        lengths = [len(ids) for ids in ids_of]
         for rows in length_batches(lengths, batch_size):
             width = max(lengths[i] for i in rows)
             ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for r, i in enumerate(rows):
-                ids[r, : lengths[i]] = encodings[i].ids
+                ids[r, : lengths[i]] = ids_of[i]
                 mask[r, : lengths[i]] = 1
             (emb,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             out[rows] = emb

@@ -106,13 +106,15 @@ def score_cases_with_index(
     index: DialogueIndex,
     calibration: ReplyCalibration,
     depth: int,
+    encode_contexts: Callable[[Sequence[str]], Vectors] | None = None,
 ) -> list[Vectors]:
     """The served scores (``retrieval.ranking.score_candidates``): each candidate's cosine to
     the context, fused with the evidence of the ``depth`` nearest past moments in ``index``
-    whose agent reply was that same answer, weighted by the bundle's fitted calibration."""
+    whose agent reply was that same answer, weighted by the bundle's fitted calibration.
+    ``encode_contexts`` encodes the contexts as the server does (shorter), default ``encode``."""
     contexts = sorted({c.context for c in cases})
     replies = sorted({r for c in cases for r in c.candidates})
-    ctx_emb = encode(contexts)
+    ctx_emb = (encode_contexts or encode)(contexts)
     ctx_row = {text: i for i, text in enumerate(contexts)}
     rep_index = {text: i for i, text in enumerate(replies)}
     rep = encode(replies)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -178,6 +179,7 @@ def evaluate_dialogues(
         bundle.index,
         bundle.reply_calibration,
         depth=SERVED_K * bundle_files.OVERFETCH,
+        encode_contexts=partial(bundle.encoder.encode, max_tokens=bundle_files.CONTEXT_TOKENS),
     )
     return ranking_metrics(ranks(scores)), problems
 

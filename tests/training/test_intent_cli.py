@@ -122,6 +122,11 @@ def test_onnx_serving_agrees_with_torch(model: Path) -> None:
     torch_emb = Encoder(model / "encoder").encode(texts)
     onnx_emb = OnnxEncoder(model / "encoder").encode(texts)
     np.testing.assert_allclose(onnx_emb, torch_emb, atol=1e-4)
+    # a shorter limit (context windows at serving) truncates alike in both, [SEP] kept
+    short_torch = Encoder(model / "encoder").encode(texts, max_tokens=6)
+    short_onnx = OnnxEncoder(model / "encoder").encode(texts, max_tokens=6)
+    np.testing.assert_allclose(short_onnx, short_torch, atol=1e-4)
+    assert not np.allclose(short_onnx[-1], onnx_emb[-1], atol=1e-3)  # the long one was cut
     bundle = Bundle.load(model)
     assert isinstance(bundle.encoder, OnnxEncoder)
     head = bundle.head
