@@ -15,6 +15,7 @@ import hmac
 import json
 import secrets
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -362,9 +363,18 @@ def upgrade(url: str) -> None:
     asyncio.run(run())
 
 
+_MIGRATING: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+"""One migration at a time per event loop: Alembic's ``op`` is a process-wide proxy, so two
+stores opening at once (tests, embedding) must not interleave their migrations; other
+processes are kept out by the database (BEGIN IMMEDIATE, an advisory lock)."""
+
+
 async def _migrate_engine(engine: AsyncEngine) -> None:
     """Run the migrations to head on ``engine`` without leaving the event loop."""
-    async with engine.execution_options(**{_WRITE: True}).begin() as conn:
+    lock = _MIGRATING.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock, engine.execution_options(**{_WRITE: True}).begin() as conn:
         await conn.run_sync(_upgrade_on, engine.url.render_as_string(hide_password=False))
 
 
