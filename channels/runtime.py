@@ -52,7 +52,9 @@ class Runtime:
         definition = load_bot(settings.bot)
         injected = model
         if model is None:
-            model = await asyncio.to_thread(load_current_bundle, settings.models_dir, definition)
+            model = await asyncio.to_thread(
+                load_current_bundle, settings.models_dir, definition, settings.encoder_int8
+            )
         store = await Store.open(settings.store_url())
         try:
             bus, locks = await make_bus_and_locks(settings)
@@ -99,7 +101,9 @@ async def make_bus_and_locks(settings: Settings) -> tuple[Bus, ConversationLocks
     return bus, RedisLocks(settings.redis_url, ttl_s=ttl, wait_s=2 * ttl)
 
 
-def load_current_bundle(models_dir: Path, definition: BotDefinition) -> Analyzer:
+def load_current_bundle(
+    models_dir: Path, definition: BotDefinition, int8: bool = False
+) -> Analyzer:
     """Load the registry's current bundle and check it was trained for ``definition``."""
     from retrieval.bundle import Bundle
     from retrieval.registry import Registry
@@ -110,7 +114,7 @@ def load_current_bundle(models_dir: Path, definition: BotDefinition) -> Analyzer
             f"no trained model in {models_dir}; run `frontdesk train --bot {definition.root}` "
             "(or `make demo`) first"
         )
-    bundle = Bundle.load(path)
+    bundle = Bundle.load(path, int8)
     trained = set(bundle.head.intents)
     defined = {intent.name for intent in definition.intents}
     if trained != defined:

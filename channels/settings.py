@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     ws_compression: bool = False
     """permessage-deflate on websockets. Off by default: chat frames are small, and each
     compressed connection holds ~40 KB more of zlib state (10,000 idle widgets: ~0.4 GiB)."""
+    encoder_int8: bool = False
+    """Serve the encoder's int8 export: idle replies 25 -> 19 ms and p99 at 60 msg/s 146 ->
+    68 ms on 2 cores, for 0.1 point of Banking77 accuracy (BENCHMARKS.md)."""
     batch_wait_ms: float = Field(default=3.0, ge=0)
     """How long the micro-batcher gathers concurrent messages before one encoder pass."""
     batch_size: int = Field(default=32, ge=1)

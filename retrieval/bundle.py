@@ -8,6 +8,7 @@ retrieval and reply scoring (DESIGN §2).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,10 @@ from retrieval import scoring
 from retrieval.errors import BundleError
 from retrieval.index import DialogueIndex
 from retrieval.intent_head import IntentHead
-from retrieval.onnx_encoder import OnnxEncoder
+from retrieval.onnx_encoder import ONNX_INT8_FILE, OnnxEncoder
 from retrieval.ranking import ReplyCalibration, rank_hits
+
+log = logging.getLogger(__name__)
 
 
 class TextEncoder(Protocol):
@@ -81,7 +84,7 @@ class Bundle:
         return self.path.name
 
     @classmethod
-    def load(cls, path: Path) -> Bundle:
+    def load(cls, path: Path, int8: bool = False) -> Bundle:
         """Load and check a bundle; a broken one raises :class:`BundleError`."""
         manifest_path = path / MANIFEST
         try:
@@ -97,7 +100,7 @@ class Bundle:
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{path / HEAD_FILE}: cannot load the intent head: {exc}") from exc
         try:
-            encoder = load_encoder(path / ENCODER_DIR)
+            encoder = load_encoder(path / ENCODER_DIR, int8)
         except (OSError, ValueError, RuntimeError) as exc:
             raise BundleError(f"{path / ENCODER_DIR}: cannot load the encoder: {exc}") from exc
         index = DialogueIndex.load(path / INDEX_DIR)
@@ -145,10 +148,14 @@ class Bundle:
         return results
 
 
-def load_encoder(folder: Path) -> TextEncoder:
-    """The ONNX encoder when the bundle has one (serving needs no torch then), else torch."""
+def load_encoder(folder: Path, int8: bool = False) -> TextEncoder:
+    """The ONNX encoder when the bundle has one (serving needs no torch then), else torch;
+    with ``int8``, its int8 export where the bundle has one (older bundles: fp32, logged)."""
     if OnnxEncoder.available(folder):
-        return OnnxEncoder(folder)
+        if int8 and not (folder / ONNX_INT8_FILE).is_file():
+            log.warning("%s has no int8 export (retrain to get one): serving fp32", folder)
+            int8 = False
+        return OnnxEncoder(folder, int8=int8)
     from retrieval.encoder import Encoder
 
     return Encoder(folder)

@@ -13,13 +13,20 @@ import numpy.typing as npt
 from retrieval.encoder import MAX_LENGTH
 
 ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 
 
 class OnnxEncoder:
     """Embeds texts into (N, D) float32 unit vectors with onnxruntime."""
 
-    def __init__(self, folder: Path | str, max_length: int = MAX_LENGTH, threads: int = 0):
+    def __init__(
+        self,
+        folder: Path | str,
+        max_length: int = MAX_LENGTH,
+        threads: int = 0,
+        int8: bool = False,
+    ):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -36,8 +43,11 @@ class OnnxEncoder:
         # the store need those cores between batches
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.int8 = int8
         self.session = ort.InferenceSession(
-            str(self.path / ONNX_FILE), options, providers=["CPUExecutionProvider"]
+            str(self.path / (ONNX_INT8_FILE if int8 else ONNX_FILE)),
+            options,
+            providers=["CPUExecutionProvider"],
         )
         self.dim = int(self.session.get_outputs()[0].shape[1])  # exported as (batch, D)
 

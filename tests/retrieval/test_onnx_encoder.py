@@ -3,6 +3,8 @@ the length of long context windows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from retrieval.onnx_encoder import length_batches
@@ -33,3 +35,32 @@ def test_every_row_once_and_padding_bounded() -> None:
     for batch in batches:
         shortest = min(lengths[i] for i in batch)
         assert max(lengths[i] for i in batch) <= 1.5 * shortest + 4
+
+
+def test_int8_falls_back_to_fp32_when_the_bundle_has_no_int8_export(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bundles trained before the int8 export still serve (fp32), and say so."""
+    from retrieval.bundle import load_encoder
+    from retrieval.onnx_encoder import ONNX_FILE, OnnxEncoder
+
+    folder = tmp_path / "encoder"
+    folder.mkdir()
+    calls: list[bool] = []
+
+    class Fake:
+        def __init__(self, path: Path, int8: bool = False) -> None:
+            calls.append(int8)
+
+    (folder / ONNX_FILE).write_bytes(b"")
+    (folder / "tokenizer.json").write_text("{}")
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr("retrieval.bundle.OnnxEncoder", Fake)
+    monkey.setattr(Fake, "available", staticmethod(OnnxEncoder.available), raising=False)
+    try:
+        with caplog.at_level("WARNING"):
+            load_encoder(folder, int8=True)
+    finally:
+        monkey.undo()
+    assert calls == [False]
+    assert "no int8 export" in caplog.text

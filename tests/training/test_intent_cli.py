@@ -129,7 +129,15 @@ def test_onnx_serving_agrees_with_torch(model: Path) -> None:
     assert not np.allclose(short_onnx[-1], onnx_emb[-1], atol=1e-3)  # the long one was cut
     bundle = Bundle.load(model)
     assert isinstance(bundle.encoder, OnnxEncoder)
+    # the int8 export (FRONTDESK_ENCODER_INT8) is close to fp32 and predicts the same intents
+    int8 = Bundle.load(model, int8=True).encoder
+    assert isinstance(int8, OnnxEncoder) and int8.int8
+    assert isinstance(bundle.encoder, OnnxEncoder) and not bundle.encoder.int8
+    int8_emb = int8.encode(texts)
+    assert float((int8_emb * onnx_emb).sum(axis=1).min()) > 0.85  # near, not equal
     head = bundle.head
+    agree = head.predict(int8_emb)[0].argmax(1) == head.predict(onnx_emb)[0].argmax(1)
+    assert agree.mean() >= 0.9
     assert (head.predict(onnx_emb)[0].argmax(1) == head.predict(torch_emb)[0].argmax(1)).all()
 
 
