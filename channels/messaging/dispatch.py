@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
 from channels.bridge import ChannelBridge
+from channels.locks import InProcessLocks
 from channels.messaging.outbound import RetryPolicy, Sender
 from channels.messaging.provider import Address, Incoming, OutboundRequest, Provider, reply_of
 from channels.settings import Settings
@@ -41,7 +41,7 @@ class Messaging:
         from channels.messaging.router import configured_providers
 
         self.providers = {p.channel: p for p in configured_providers(settings)}
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._order = InProcessLocks()  # one customer's replies leave in order
 
     async def accept(self, provider: Provider, incoming: Incoming) -> bool:
         """Persist ``incoming`` (before the webhook is acknowledged) and answer it in the
@@ -116,28 +116,12 @@ class Messaging:
 
     async def _answer(self, provider: Provider, incoming: Incoming, event: StoredEvent) -> None:
         inbound = incoming.inbound
-        with self._lock_for((inbound.channel, inbound.sender)) as lock:
-            async with lock:
-                try:
-                    replies = await self.bridge.answer(event)
-                except Exception:
-                    log.exception(
-                        "answering %s message %s failed", inbound.channel, inbound.message_id
-                    )
-                    return
-                for stored in replies:
-                    for request in provider.render(incoming.address, reply_of(stored)):
-                        await self._deliver(provider, request)
-
-    @contextmanager
-    def _lock_for(self, key: tuple[str, str]) -> Iterator[asyncio.Lock]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            yield lock
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+        async with self._order.hold(f"{inbound.channel}:{inbound.sender}"):
+            try:
+                replies = await self.bridge.answer(event)
+            except Exception:
+                log.exception("answering %s message %s failed", inbound.channel, inbound.message_id)
+                return
+            for stored in replies:
+                for request in provider.render(incoming.address, reply_of(stored)):
+                    await self._deliver(provider, request)

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import httpx
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict
 
 from channels.bridge import Inbound
+from channels.messaging.meta import MetaApp
 from channels.messaging.provider import (
     Address,
     Incoming,
@@ -20,7 +21,6 @@ from channels.messaging.provider import (
     client_id,
     split_text,
 )
-from channels.messaging.signatures import Verdict, check_hub_signature
 
 TEXT_LIMIT = 2000
 MAX_QUICK_REPLIES = 13
@@ -69,26 +69,9 @@ class _Notification(_Wire):
     entry: list[_Entry] = []
 
 
-class Messenger:
+class Messenger(MetaApp):
     channel = "messenger"
     path = "/messenger/webhook"
-
-    def __init__(
-        self,
-        app_secret: SecretStr,
-        page_access_token: SecretStr,
-        verify_token: SecretStr,
-        graph_url: str,
-    ) -> None:
-        self._secret = app_secret
-        self._token = page_access_token
-        self.verify_token: SecretStr | None = verify_token
-        self._graph = graph_url.rstrip("/")
-
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Verdict:
-        return check_hub_signature(
-            self._secret.get_secret_value(), body, headers.get("x-hub-signature-256")
-        )
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> Parsed:
         notification = _Notification.model_validate_json(body)
@@ -108,7 +91,7 @@ class Messenger:
 
     def render(self, to: Address, reply: Reply) -> list[OutboundRequest]:
         url = f"{self._graph}/me/messages"
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+        headers = self._auth()
         pieces = split_text(reply.text, TEXT_LIMIT)
         requests = []
         for i, piece in enumerate(pieces):

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from channels.bridge import Inbound
+from channels.messaging.meta import MetaApp
 from channels.messaging.provider import (
     Address,
     Incoming,
@@ -22,7 +23,6 @@ from channels.messaging.provider import (
     options_text,
     split_text,
 )
-from channels.messaging.signatures import Verdict, check_hub_signature
 
 TEXT_LIMIT = 4096
 BUTTON_BODY_LIMIT = 1024
@@ -87,26 +87,9 @@ class _Notification(_Wire):
     entry: list[_Entry] = []
 
 
-class WhatsApp:
+class WhatsApp(MetaApp):
     channel = "whatsapp"
     path = "/whatsapp/webhook"
-
-    def __init__(
-        self,
-        app_secret: SecretStr,
-        access_token: SecretStr,
-        verify_token: SecretStr,
-        graph_url: str,
-    ) -> None:
-        self._secret = app_secret
-        self._token = access_token
-        self.verify_token: SecretStr | None = verify_token
-        self._graph = graph_url.rstrip("/")
-
-    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Verdict:
-        return check_hub_signature(
-            self._secret.get_secret_value(), body, headers.get("x-hub-signature-256")
-        )
 
     def parse(self, body: bytes, headers: Mapping[str, str]) -> Parsed:
         notification = _Notification.model_validate_json(body)
@@ -129,7 +112,7 @@ class WhatsApp:
 
     def render(self, to: Address, reply: Reply) -> list[OutboundRequest]:
         url = f"{self._graph}/{to.via}/messages"
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+        headers = self._auth()
         what = f"whatsapp message to {to.recipient}"
         base: dict[str, object] = {
             "messaging_product": "whatsapp",
