@@ -405,7 +405,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=settings.ws_compression,
-        log_level="info",
+        log_level="info" if args.verbose else "warning",  # access lines only with -v
         log_config=None,  # keep the handlers set above
         timeout_graceful_shutdown=10,  # long-polling Socket.IO clients hold requests open
     )
