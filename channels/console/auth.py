@@ -149,7 +149,7 @@ class Sessions:
         email = email.strip().lower()
         await self.limits.check(address, email)
         found = await self.store.agent_login(email)
-        stored = found[1] if found is not None else _dummy_hash()
+        stored = found[1] if found is not None else await asyncio.to_thread(_dummy_hash)
         ok = await asyncio.to_thread(verify_password, stored, password)
         if found is None or not ok:
             await self.limits.failed(address, email)
