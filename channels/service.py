@@ -33,7 +33,7 @@ from channels.errors import ActionFailed, ConversationClosed
 from channels.inference import MicroBatcher
 from channels.locks import ConversationLocks, Held, InProcessLocks
 from channels.metrics import Metrics
-from channels.store import ConversationRecord, Store, StoredEvent
+from channels.store import ClosedConversation, ConversationRecord, Store, StoredEvent
 from retrieval.pairs import message_window
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,15 @@ class ConversationService:
         self, conversation_id: str, client_id: str, text: str
     ) -> tuple[StoredEvent, bool]:
         """Persist a customer message (once per ``client_id``) and publish it."""
-        record = await self.store.get_conversation(conversation_id)
-        if record is not None and record.status is ConversationStatus.CLOSED:
+        try:
+            event, created = await self.store.append_customer_message(
+                conversation_id, client_id, text, self.clock()
+            )
+        except ClosedConversation as exc:
             raise ConversationClosed(
                 f"conversation {conversation_id} is closed; start a new one with a "
                 "`hello` frame without conversation_id"
-            )
-        event, created = await self.store.append_customer_message(
-            conversation_id, client_id, text, self.clock()
-        )
+            ) from exc
         if created:
             self.metrics.messages.labels("in").inc()
             await self.bus.publish(conversation_id, protocol.event_frame(event))
@@ -158,12 +158,13 @@ class ConversationService:
 
     async def _respond(self, event: StoredEvent) -> None:
         conversation_id = event.conversation_id
-        record = await self.store.get_conversation(conversation_id)
+        # the history before this message: later ones may already be stored
+        record, turns = await self.store.conversation_with_turns(
+            conversation_id, HISTORY_TURNS, before_seq=event.seq
+        )
         if record is None or record.status is not ConversationStatus.BOT:
             return  # a person handles it (or it is closed): the bot stays silent
         await self.bus.publish(conversation_id, protocol.typing())
-        # the history before this message: later ones may already be stored
-        turns = await self.store.recent_turns(conversation_id, HISTORY_TURNS, before_seq=event.seq)
         conversation = Conversation(
             id=conversation_id,
             status=record.status,

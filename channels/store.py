@@ -16,7 +16,7 @@ import json
 import secrets
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -231,6 +231,14 @@ class UnknownConversation(StoreError):
             f"no conversation with id {conversation_id!r} in the store; "
             "start a new conversation (or check the id the client sent)"
         )
+
+
+class ClosedConversation(StoreError):
+    """The conversation is closed: it takes no more customer messages."""
+
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+        super().__init__(f"conversation {conversation_id} is closed and takes no more messages")
 
 
 @dataclass(frozen=True)
@@ -598,13 +606,11 @@ class Store:
         """Store a customer message once per ``client_id``: returns (event, created).
 
         A retry with a ``client_id`` already stored stores nothing and returns the original
-        event with ``created=False``, also when the two calls race.
+        event with ``created=False``, also when the two calls race. A closed conversation
+        takes no messages (:class:`ClosedConversation`).
         """
         _check_id("client_id", client_id, CLIENT_ID_MAX_CHARS)
         now = _utc(now)
-        existing = await self._by_client_id(conversation_id, client_id)
-        if existing is not None:
-            return existing, False
         try:
             async with self._write() as conn:
                 created = await _append(
@@ -616,14 +622,16 @@ class Store:
                     client_id=client_id,
                     payload={},
                     now=now,
+                    refuse_closed=True,
                 )
         except IntegrityError:
-            # A concurrent call stored the same client_id between our check and insert;
-            # our transaction (with its sequence number) was rolled back.
-            raced = await self._by_client_id(conversation_id, client_id)
-            if raced is None:
+            # The client_id is stored already (a retry, or a concurrent call that won):
+            # our transaction, with its sequence number, was rolled back. Retries are rare,
+            # so the common case pays no read before the insert.
+            existing = await self._by_client_id(conversation_id, client_id)
+            if existing is None:
                 raise
-            return raced, False
+            return existing, False
         return created, True
 
     async def append_event(
@@ -730,21 +738,28 @@ class Store:
         """The last ``limit`` messages (customer, bot and agent) as turns, oldest first;
         only those with a sequence number below ``before_seq`` when it is given."""
         _check_limit(limit)
-        conditions = [events.c.conversation_id == conversation_id, events.c.kind == MESSAGE]
-        if before_seq is not None:
-            conditions.append(events.c.seq < before_seq)
         async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(events.c.role, events.c.text, events.c.created_at)
-                    .where(*conditions)
-                    .order_by(events.c.seq.desc())
-                    .limit(limit)
-                )
-            ).all()
+            rows = (await conn.execute(_turns_query(conversation_id, limit, before_seq))).all()
             if not rows:
                 await _require(conn, conversation_id)
-        return tuple(Turn(Role(r.role), r.text or "", r.created_at) for r in reversed(rows))
+        return _turns(rows)
+
+    async def conversation_with_turns(
+        self, conversation_id: str, limit: int, before_seq: int | None = None
+    ) -> tuple[ConversationRecord | None, tuple[Turn, ...]]:
+        """:meth:`get_conversation` and :meth:`recent_turns` in one read (what answering a
+        message needs); ``(None, ())`` for an unknown id."""
+        _check_limit(limit)
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(conversations).where(conversations.c.id == conversation_id)
+                )
+            ).first()
+            if row is None:
+                return None, ()
+            rows = (await conn.execute(_turns_query(conversation_id, limit, before_seq))).all()
+        return _record(row._mapping), _turns(rows)
 
     async def _by_client_id(self, conversation_id: str, client_id: str) -> StoredEvent | None:
         async with self.engine.connect() as conn:
@@ -1159,6 +1174,7 @@ async def _append(
     payload: Mapping[str, object],
     now: datetime,
     status: ConversationStatus | None = None,
+    refuse_closed: bool = False,
 ) -> StoredEvent:
     """Take the next sequence number and insert the event, in the caller's transaction.
 
@@ -1175,16 +1191,19 @@ async def _append(
     values: dict[str, object] = {"last_seq": conversations.c.last_seq + 1, "updated_at": now}
     if status is not None:
         values["status"] = status.value
-    seq = (
+    numbered = (
         await conn.execute(
             conversations.update()
             .where(conversations.c.id == conversation_id)
             .values(values)
-            .returning(conversations.c.last_seq)
+            .returning(conversations.c.last_seq, conversations.c.status)
         )
-    ).scalar()
-    if seq is None:
+    ).first()
+    if numbered is None:
         raise UnknownConversation(conversation_id)
+    seq, current = numbered
+    if refuse_closed and current == ConversationStatus.CLOSED.value:
+        raise ClosedConversation(conversation_id)  # the caller's transaction rolls back
     await conn.execute(
         events.insert().values(
             conversation_id=conversation_id,
@@ -1200,6 +1219,23 @@ async def _append(
     return StoredEvent(
         conversation_id, int(seq), kind, role, text, client_id, MappingProxyType(data), now
     )
+
+
+def _turns_query(conversation_id: str, limit: int, before_seq: int | None) -> sa.Select[Any]:
+    """The last ``limit`` messages of a conversation, newest first (see ``_turns``)."""
+    conditions = [events.c.conversation_id == conversation_id, events.c.kind == MESSAGE]
+    if before_seq is not None:
+        conditions.append(events.c.seq < before_seq)
+    return (
+        sa.select(events.c.role, events.c.text, events.c.created_at)
+        .where(*conditions)
+        .order_by(events.c.seq.desc())
+        .limit(limit)
+    )
+
+
+def _turns(rows: Sequence[sa.Row[Any]]) -> tuple[Turn, ...]:
+    return tuple(Turn(Role(r.role), r.text or "", r.created_at) for r in reversed(rows))
 
 
 async def _require(conn: AsyncConnection, conversation_id: str) -> None:

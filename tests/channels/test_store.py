@@ -24,6 +24,7 @@ from bot.errors import IllegalTransition
 from bot.types import ConversationStatus as S
 from bot.types import Role
 from channels.store import (
+    ClosedConversation,
     Store,
     StoredEvent,
     UnknownConversation,
@@ -530,6 +531,39 @@ async def test_recent_turns_order_and_limit(store: Store) -> None:
     # before_seq: the history as it was before a given event (m3 is seq 6)
     before = await store.recent_turns(record.id, 100, before_seq=6)
     assert [t.text for t in before] == ["m0", "m1", "m2"]
+
+
+async def test_conversation_with_turns_is_one_read_of_both(store: Store) -> None:
+    """What answering a message reads: the conversation and its turns before a seq."""
+    record, _ = await store.create_conversation("web", NOW)
+    await store.append_customer_message(record.id, "c0", "m0", NOW)
+    await _message(store, record.id, "m1")
+    third, _ = await store.append_customer_message(record.id, "c2", "m2", LATER)
+    await store.set_low_confidence_streak(record.id, 2)
+    found, turns = await store.conversation_with_turns(record.id, 10, before_seq=third.seq)
+    assert found == await store.get_conversation(record.id)
+    assert found is not None and found.low_confidence_streak == 2 and found.last_seq == 3
+    assert [(t.role, t.text) for t in turns] == [(Role.CUSTOMER, "m0"), (Role.BOT, "m1")]
+    _, last_two = await store.conversation_with_turns(record.id, 2)
+    assert [t.text for t in last_two] == ["m1", "m2"]
+    assert await store.conversation_with_turns(uuid.uuid4().hex, 10) == (None, ())
+
+
+async def test_a_closed_conversation_takes_no_customer_message(store: Store) -> None:
+    """The store refuses it inside the append's transaction: nothing is stored, no
+    sequence number is used, and a retry of a stored message is refused alike."""
+    record, _ = await store.create_conversation("web", NOW)
+    await store.append_customer_message(record.id, "c0", "before", NOW)
+    closed = await store.set_status(record.id, S.CLOSED, reason=None, now=NOW)
+    with pytest.raises(ClosedConversation, match="is closed"):
+        await store.append_customer_message(record.id, "c1", "after", LATER)
+    with pytest.raises(ClosedConversation):
+        await store.append_customer_message(record.id, "c0", "before", LATER)
+    after = await store.get_conversation(record.id)
+    assert after is not None and after.last_seq == closed.seq
+    assert [e.text for e in await store.events_after(record.id, 0)] == ["before", None]
+    # bot and agent messages are not customer messages: only those are refused
+    await _message(store, record.id, "goodbye")
 
 
 async def test_datetimes_come_back_timezone_aware_utc(store: Store) -> None:

@@ -12,7 +12,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from bot.types import ConversationStatus
+from channels.service import utc_now
 from channels.settings import Settings
+from channels.store import Store
 from tests.channels.server import running_server
 
 Frame = dict[str, Any]
@@ -147,6 +150,36 @@ async def test_retried_message_is_not_stored_or_answered_twice(server: str) -> N
     await ws.send(json.dumps({"type": "message", "client_id": "same", "text": "hi"}))
     again = await quiet(ws, 1.5)
     assert again == [{"type": "ack", "client_id": "same", "seq": first[0]["seq"]}]
+    await ws.close()
+
+
+async def test_a_closed_conversation_refuses_messages_and_stores_none(
+    server: str, settings: Settings
+) -> None:
+    """After an agent closes it, a customer message gets `conversation_closed` (with what
+    to do), nothing is stored or answered, and the socket stays usable."""
+    ws, welcome = await hello(server)
+    await ask(ws, "c1", "hi")
+    store = await Store.open(settings.database_url)
+    try:
+        closed = await store.set_status(
+            welcome["conversation_id"], ConversationStatus.CLOSED, reason=None, now=utc_now()
+        )
+        # (written behind the server's back: no status frame; the store alone refuses)
+        await ws.send(json.dumps({"type": "message", "client_id": "c2", "text": "still there?"}))
+        (refused,) = await until(ws, lambda f: f["type"] == "error")
+        assert refused["code"] == "conversation_closed" and "hello" in refused["message"]
+        assert await quiet(ws, 1.0) == []
+        record = await store.get_conversation(welcome["conversation_id"])
+        assert record is not None and record.last_seq == closed.seq
+        await ws.send(json.dumps({"type": "rate", "stars": 5}))  # the socket still works
+        async with asyncio.timeout(10):
+            while True:  # the server writes it in another thread: poll the store
+                if await store.rating_of(welcome["conversation_id"]) == 5:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await store.close()
     await ws.close()
 
 
