@@ -232,6 +232,30 @@ async def test_sqlite_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
     assert (journal, foreign_keys) == ("wal", 1)
 
 
+async def test_a_message_and_its_answer_take_nine_statements(store: Store) -> None:
+    """The per-message hot path stays lean: storing a customer message is one write
+    transaction with no read before it; answering reads the conversation and its turns in
+    one transaction and writes the reply in another."""
+    record, _ = await store.create_conversation("web", NOW)
+    await _message(store, record.id, "welcome")
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement.split()[0].upper())
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        event, _ = await store.append_customer_message(record.id, "c1", "hi", NOW)
+        _, turns = await store.conversation_with_turns(record.id, 6, before_seq=event.seq)
+        await _message(store, record.id, "hello!")
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+    assert [t.text for t in turns] == ["welcome"]
+    begin = ["BEGIN"] if store.engine.dialect.name == "sqlite" else []  # PG: the driver's own
+    write = [*begin, "UPDATE", "INSERT"]
+    assert statements == [*write, *begin, "SELECT", "SELECT", *write]
+
+
 def test_store_and_migrations_need_no_torch_numpy_or_faiss(tmp_path: Path) -> None:
     """The store module imports and migrates with torch, numpy and faiss unavailable."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
