@@ -12,8 +12,8 @@ Which FAISS structure holds the customer-turn vectors depends on the collection'
 - ``ivfpq``: inverted lists of product-quantised codes, opt-in only, for collections so large
   that memory matters more than recall: ~200 bytes a vector at recall@10 ~0.9. It trains
   on its first ``add``, whose size fixes the number of lists: an index that grows far past
-  it scans longer lists (slower queries) and is better rebuilt. Note that the float32 reply
-  embeddings kept for every turn (1.5 kB at 384-d) then dominate the memory.
+  it scans longer lists (slower queries) and is better rebuilt. Note that the reply
+  embeddings kept for every turn (float16: 768 bytes at 384-d) then dominate the memory.
 
 Every kind adds without a rebuild and forgets a conversation on request: its vectors are
 overwritten with zeros in FAISS's own storage (HNSW cannot remove a node from its graph,
@@ -41,6 +41,9 @@ from retrieval.errors import RetrievalError
 INDEX_FILE = "index.faiss"
 META_FILE = "index_meta.jsonl"
 REPLIES_FILE = "reply_embeddings.npy"
+REPLY_DTYPE = np.float16
+"""How reply embeddings are kept and saved: half the memory of float32, and ranking reads
+them back as float32 (a cosine moves by less than 1e-3). Older float32 files still load."""
 CONFIG_FILE = "index_config.json"
 FORMAT = 2
 """Version of the folder layout; folders without CONFIG_FILE are format 1 (flat only)."""
@@ -160,8 +163,8 @@ class _Rows:
     """Metadata of every row ever added, in parallel arrays; row number = FAISS id.
 
     No Python object per row except the two texts: at 1M rows the arrays cost ~30 bytes a
-    row plus the reply embedding (4 * dim bytes). Deleted rows are blanked in place and
-    dropped by ``compact``, which renumbers the live rows 0..live-1.
+    row plus the reply embedding (2 * dim bytes, ``REPLY_DTYPE``). Deleted rows are
+    blanked in place and dropped by ``compact``, which renumbers the live rows 0..live-1.
     """
 
     def __init__(self, dim: int) -> None:
@@ -174,7 +177,7 @@ class _Rows:
         self.turn = np.zeros(0, dtype=np.int64)
         self.group = np.zeros(0, dtype=np.int64)
         self.live = np.zeros(0, dtype=bool)
-        self.reply_embeddings: Vectors = np.zeros((0, dim), dtype=np.float32)  # (capacity, D)
+        self.reply_embeddings: npt.NDArray[np.float16] = np.zeros((0, dim), dtype=REPLY_DTYPE)
         self.contexts: list[str] = []
         self.replies: list[str] = []
 
@@ -304,9 +307,9 @@ class _Rows:
             replies = np.load(replies_path)
         except (OSError, ValueError) as exc:
             raise RetrievalError(f"{replies_path}: cannot read reply embeddings: {exc}") from exc
-        if replies.shape != (len(lines), dim) or replies.dtype != np.float32:
+        if replies.shape != (len(lines), dim) or replies.dtype not in (np.float16, np.float32):
             raise RetrievalError(
-                f"{replies_path}: expected float32 reply embeddings of shape "
+                f"{replies_path}: expected float16 or float32 reply embeddings of shape "
                 f"({len(lines)}, {dim}) to match {META_FILE}, got {replies.dtype} {replies.shape}"
             )
         items: list[IndexedTurn] = []
@@ -459,7 +462,7 @@ class DialogueIndex:
         for row_sims, row_ids in zip(sims.tolist(), ids.tolist(), strict=True):
             results.append(
                 [
-                    Hit(rows.item(i), s, rows.reply_embeddings[i].copy())
+                    Hit(rows.item(i), s, rows.reply_embeddings[i].astype(np.float32))
                     for s, i in zip(row_sims, row_ids, strict=True)
                     if i >= 0 and rows.live[i]
                 ]
