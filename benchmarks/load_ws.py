@@ -7,11 +7,11 @@ conversations (`--connections`, each opened with `hello`), messages scheduled by
 fixed rates regardless of the replies (Poisson arrivals by default), texts drawn from
 realistic shop questions.
 
-Matching a reply to its message: bot frames do not carry the customer message's id (the
-`in_reply_to` seq is stored, but not sent on the widget protocol), so each connection has at
-most one message outstanding: a message goes to an idle connection (round-robin over the
-idle ones), and its reply is the first bot `message` (or a hand-off `status`) frame with a
-`seq` above the `ack`'s seq. When every connection is busy, the message waits in the
+Matching a reply to its message: each connection has at most one message outstanding, as a
+customer waits for the answer before writing again: a message goes to an idle connection
+(round-robin over the idle ones), and its reply is the first bot `message` (or a hand-off
+`status`) frame with a `seq` above the `ack`'s seq (bot frames also carry `in_reply_to`,
+which this client does not need). When every connection is busy, the message waits in the
 client for the next idle one ("deferred"); its latency is then also reported from its
 scheduled time ("p99 sched", which includes that wait and the client's own lateness).
 So the client never has more than `--connections` messages in flight: past the server's
@@ -736,13 +736,18 @@ def main() -> None:
     parser.add_argument("--idle", type=int, default=100, help="sequential messages; 0: skip")
     parser.add_argument(
         "--compare-batching",
-        type=float,
-        metavar="RATE",
-        help="run RATE against a server with micro-batching (3 ms / 32) and one without "
-        "(0 ms / 1), same duration; --rates and --idle then apply to neither",
+        metavar="RATES",
+        help="run these rates (comma-separated) against one server per --batching setting, "
+        "same duration each; --rates then applies to none (--idle does, per server)",
     )
     parser.add_argument(
-        "--repeats", type=int, default=1, help="--compare-batching pairs (alternating order)"
+        "--batching",
+        default="3/32,0/1",
+        help="WAIT_MS/SIZE server settings for --compare-batching, comma-separated; ratios "
+        "are each setting's over the first's (default: micro-batching vs none)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="--compare-batching rounds (alternating order)"
     )
     parser.add_argument("--batch-wait-ms", type=float, help="server setting for --rates")
     parser.add_argument("--batch-size", type=int, help="server setting for --rates")
@@ -759,34 +764,45 @@ def main() -> None:
         "train_seconds": train_s,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "matching": "one message outstanding per connection; reply = first bot message (or "
-        "hand-off status) frame with seq > the ack's seq (bot frames carry no in_reply_to)",
+        "hand-off status) frame with seq > the ack's seq",
     }
     rows: list[dict[str, Any]] = []
     logs: list[dict[str, Any]] = []
     if args.compare_batching:
-        configs = [
-            ("batching 3ms/32", batching_env(3, 32)),
-            ("no batching 0ms/1", batching_env(0, 1)),
-        ]
-        pairs = []
+        settings = [tuple(x.split("/")) for x in args.batching.split(",") if x.strip()]
+        configs = [(f"batching {w}ms/{n}", batching_env(float(w), int(n))) for w, n in settings]
+        rates = [float(x) for x in args.compare_batching.split(",") if x.strip()]
+        rounds = []
         for r in range(args.repeats):
             order = configs if r % 2 == 0 else configs[::-1]
-            pair = {}
+            got_by: dict[str, tuple[dict[str, Any] | None, list[dict[str, Any]]]] = {}
             for label, env in order:
-                _, got, log_summary = run_config(args, label, env, [args.compare_batching], idle=0)
+                idle, got, log_summary = run_config(args, label, env, rates, idle=args.idle)
                 rows.extend(got)
                 logs.append({"config": label, **log_summary})
-                pair[label] = got[0]
-            on, off = pair[configs[0][0]], pair[configs[1][0]]
-            pairs.append(
-                {
-                    "throughput_on_over_off": _ratio(on["replies_per_s"], off["replies_per_s"]),
-                    "p99_on_over_off": _ratio(on["p99_ms"], off["p99_ms"]),
-                    "p50_on_over_off": _ratio(on["p50_ms"], off["p50_ms"]),
-                    "server_cpu_on_over_off": _ratio(on["server_cpu_s"], off["server_cpu_s"]),
-                }
-            )
-        out["comparison"] = pairs
+                got_by[label] = (idle, got)
+            base_idle, base_rows = got_by[configs[0][0]]
+            ratios = []
+            for label, _ in configs[1:]:
+                idle, got = got_by[label]
+                if idle and base_idle:
+                    ratios.append(
+                        {"config": label, "vs": configs[0][0], "rate": "idle"}
+                        | {
+                            f"{k}_ratio": _ratio(idle[k], base_idle[k])
+                            for k in ("p50_ms", "p99_ms")
+                        }
+                    )
+                for this, base in zip(got, base_rows, strict=True):
+                    ratios.append(
+                        {"config": label, "vs": configs[0][0], "rate": this["offered_per_s"]}
+                        | {
+                            f"{k}_ratio": _ratio(this[k], base[k])
+                            for k in ("replies_per_s", "p50_ms", "p99_ms", "server_cpu_s")
+                        }
+                    )
+            rounds.append({"idle": {k: v[0] for k, v in got_by.items()}, "ratios": ratios})
+        out["comparison"] = rounds
     else:
         rates = [float(x) for x in args.rates.split(",") if x.strip()]
         label = "default"
@@ -815,12 +831,15 @@ def main() -> None:
         )
     if rows:
         print(markdown(rows))
-    for n, pair in enumerate(out.get("comparison", []), start=1):
-        print(
-            f"\npair {n}: throughput on/off {pair['throughput_on_over_off']}, "
-            f"p99 on/off {pair['p99_on_over_off']}, p50 on/off {pair['p50_on_over_off']}, "
-            f"server CPU on/off {pair['server_cpu_on_over_off']}"
-        )
+    for n, round_ in enumerate(out.get("comparison", []), start=1):
+        for label, idle in round_["idle"].items():
+            if idle:
+                print(
+                    f"\nround {n}, {label}, idle: p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms"
+                )
+        for ratio in round_["ratios"]:
+            cells = ", ".join(f"{k} {v}" for k, v in ratio.items() if k.endswith("_ratio"))
+            print(f"round {n}: {ratio['config']} / {ratio['vs']} at {ratio['rate']}: {cells}")
     for log in logs:
         print(f"\nserver log [{log['config']}]: {log['levels']} {log.get('first_problems') or ''}")
     if args.json:
