@@ -1,7 +1,10 @@
 """Model inference off the event loop, in a micro-batcher (DESIGN §2).
 
-Concurrent requests are gathered for ``wait_ms`` (or up to ``batch_size``) and analysed in
-one encoder pass on a worker thread; results are fanned out to the waiting callers.
+Concurrent requests are analysed in one encoder pass on a worker thread, up to
+``batch_size`` at a time; results are fanned out to the waiting callers. By default
+(``wait_ms`` 0) a batch is whatever arrived while the previous one ran, so an idle server
+answers at once and a busy one batches by itself; ``wait_ms`` > 0 also holds the first
+request that long for company (slower idle, no gain measured: BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class MicroBatcher:
         self,
         model: Analyzer,
         *,
-        wait_ms: float = 3.0,
+        wait_ms: float = 0.0,
         batch_size: int = 32,
         metrics: Metrics | None = None,
     ) -> None:

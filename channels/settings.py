@@ -41,8 +41,10 @@ class Settings(BaseSettings):
     encoder_int8: bool = False
     """Serve the encoder's int8 export: idle replies 25 -> 19 ms and p99 at 60 msg/s 146 ->
     68 ms on 2 cores, for 0.1 point of Banking77 accuracy (BENCHMARKS.md)."""
-    batch_wait_ms: float = Field(default=3.0, ge=0)
-    """How long the micro-batcher gathers concurrent messages before one encoder pass."""
+    batch_wait_ms: float = Field(default=0.0, ge=0)
+    """How long the micro-batcher holds a message for others to share its encoder pass.
+    0: none; the messages that arrive while a pass runs make the next batch (idle replies
+    0.85x, the same throughput as 3 ms: BENCHMARKS.md)."""
     batch_size: int = Field(default=32, ge=1)
     replay_limit: int = Field(default=1_000, ge=1)
     """Events read from the store per page when a client replays after `last_seq`."""
