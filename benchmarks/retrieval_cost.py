@@ -6,6 +6,11 @@ serving runs), then FAISS search + candidate ranking (``retrieval.ranking.rank_h
 the query embedding already computed: that second part is what this issue adds per message.
 
     .venv/bin/python benchmarks/retrieval_cost.py --model DIR --logs TEST.jsonl [--n 500]
+        [--compare-reply-dtype]
+
+``--compare-reply-dtype`` also times the search + ranking part with the index's reply
+embeddings held as float16 (how the index keeps them) and as float32, alternated in rounds
+in this one process, and reports the ratio.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ def main() -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--logs", type=Path, required=True)
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--compare-reply-dtype", action="store_true")
+    parser.add_argument("--rounds", type=int, default=6, help="for --compare-reply-dtype")
     opts = parser.parse_args()
 
     bundle = Bundle.load(opts.model)
@@ -79,8 +86,36 @@ def main() -> int:
         "retrieval_and_ranking": percentiles(retrieval),
         "analyze_total": percentiles(analyze),
     }
+    if opts.compare_reply_dtype:
+        result["reply_dtype"] = compare_reply_dtype(bundle, queries, opts.rounds)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def compare_reply_dtype(bundle: Bundle, queries: np.ndarray, rounds: int) -> dict[str, object]:
+    """Median per-message search + ranking time with float16 vs float32 reply embeddings."""
+    rows = bundle.index._rows  # the benchmark swaps the array under the index on purpose
+    held = {"float16": rows.reply_embeddings.astype(np.float16)}
+    held["float32"] = held["float16"].astype(np.float32)
+    times: dict[str, list[float]] = {name: [] for name in held}
+    try:
+        for _ in range(rounds):
+            for name, array in held.items():
+                rows.reply_embeddings = array
+                start = time.perf_counter()
+                for query in queries:
+                    hits = bundle.index.search(query[None, :], K * OVERFETCH)[0]
+                    rank_hits(query, hits, bundle.reply_calibration, K)
+                times[name].append((time.perf_counter() - start) / len(queries))
+    finally:
+        rows.reply_embeddings = held["float16"]
+    median = {name: float(np.median(t)) * 1000 for name, t in times.items()}
+    return {
+        "rounds": rounds,
+        "float16_ms": round(median["float16"], 3),
+        "float32_ms": round(median["float32"], 3),
+        "float16_over_float32": round(median["float16"] / median["float32"], 3),
+    }
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Concurrent requests are analysed in one encoder pass on a worker thread, up to
 ``batch_size`` at a time; results are fanned out to the waiting callers. By default
 (``wait_ms`` 0) a batch is whatever arrived while the previous one ran, so an idle server
 answers at once and a busy one batches by itself; ``wait_ms`` > 0 also holds the first
-request that long for company (slower idle, no gain measured: BENCHMARKS.md).
+request that long for company (slower when idle, no clear gain under load: BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     68 ms on 2 cores, for 0.1 point of Banking77 accuracy (BENCHMARKS.md)."""
     batch_wait_ms: float = Field(default=0.0, ge=0)
     """How long the micro-batcher holds a message for others to share its encoder pass.
-    0: none; the messages that arrive while a pass runs make the next batch (idle replies
-    0.85x, the same throughput as 3 ms: BENCHMARKS.md)."""
+    0: none; the messages that arrive while a pass runs make the next batch. Against 3 ms,
+    four rounds: idle p50 0.79-0.99x, saturated throughput 0.91-1.13x (BENCHMARKS.md)."""
     batch_size: int = Field(default=32, ge=1)
     replay_limit: int = Field(default=1_000, ge=1)
     """Events read from the store per page when a client replays after `last_seq`."""
