@@ -39,9 +39,11 @@ _hasher = PasswordHasher()
 
 
 @functools.cache
-def _dummy_hash() -> str:
-    # Verified against when the email is unknown, so that a wrong email costs as long as a
-    # wrong password and the answer time tells nothing about who has an account.
+def _decoy_hash() -> str:
+    """Verified against when the email is unknown, so that a wrong email costs one argon2
+    verification like a wrong password and the answer time tells nothing about who has an
+    account. Made once per process: hashing it on every attempt would make unknown emails
+    cost twice as long, the opposite leak."""
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
@@ -149,7 +151,7 @@ class Sessions:
         email = email.strip().lower()
         await self.limits.check(address, email)
         found = await self.store.agent_login(email)
-        stored = found[1] if found is not None else await asyncio.to_thread(_dummy_hash)
+        stored = found[1] if found is not None else await asyncio.to_thread(_decoy_hash)
         ok = await asyncio.to_thread(verify_password, stored, password)
         if found is None or not ok:
             await self.limits.failed(address, email)

@@ -19,6 +19,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from bot.types import ConversationStatus
+from channels.console import auth
 from channels.console.auth import COOKIE, hash_password, load_secret_key
 from channels.settings import Settings
 from channels.store import AgentRole, Store
@@ -173,6 +174,38 @@ async def test_wrong_password_or_unknown_email_is_refused_alike(server: str, ema
     assert response.status_code == 401
     assert response.json()["detail"] == "wrong email or password"
     assert COOKIE not in response.cookies
+
+
+async def test_an_unknown_email_costs_one_verification_like_a_known_one(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoy hash for unknown emails is made once, not per attempt: otherwise an
+    unknown email would cost a hash plus a verification, twice a wrong password's time."""
+
+    class Counting:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.calls = inner, {"hash": 0, "verify": 0}
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def hash(self, password: str) -> str:
+            self.calls["hash"] += 1
+            return str(self.inner.hash(password))
+
+        def verify(self, stored: str, password: str) -> bool:
+            self.calls["verify"] += 1
+            return bool(self.inner.verify(stored, password))
+
+    counting = Counting(auth._hasher)
+    monkeypatch.setattr(auth, "_hasher", counting)
+    auth._decoy_hash.cache_clear()
+    for n in range(3):
+        response = await login(server, f"nobody{n}@shop.example", "not the password")
+        assert response.status_code == 401
+    assert counting.calls == {"hash": 1, "verify": 3}
+    assert (await login(server, "bob@shop.example", "not the password")).status_code == 401
+    assert counting.calls == {"hash": 1, "verify": 4}
 
 
 async def test_failed_logins_are_limited_per_account(server: str) -> None:
