@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,18 +12,11 @@ import pytest
 from channels.console.auth import hash_password
 from channels.settings import Settings
 from channels.store import AgentRole, Store
+from tests.channels.browser import ANSWER_S, MARKS, chromium
 from tests.channels.server import running_server
 from tests.channels.test_console import PASSWORD, now
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ANSWER_S = 20_000  # ms: an answer from the demo bot on a busy CPU
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("FRONTDESK_REQUIRE_SERVICES"),
-        reason="Chromium not installed (`make browser` installs it from Debian)",
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture
@@ -51,16 +42,8 @@ async def server(settings: Settings, shop_bundle: Any) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        launched = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+    async with chromium() as launched:
         yield launched
-        await launched.close()
 
 
 async def new_page(browser: Any, width: int, height: int) -> Any:

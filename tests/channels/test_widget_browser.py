@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
@@ -16,17 +14,10 @@ from typing import Any
 import pytest
 
 from channels.settings import Settings
+from tests.channels.browser import ANSWER_S, MARKS, chromium
 from tests.channels.server import free_port, running_server
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ANSWER_S = 20_000  # ms: an answer from the demo bot (model + action) on a busy CPU
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and not os.environ.get("FRONTDESK_REQUIRE_SERVICES"),
-        reason="Chromium not installed (`make browser` installs it from Debian)",
-    ),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture
@@ -87,17 +78,9 @@ def site() -> Iterator[HostSite]:
 
 @pytest.fixture
 async def page() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+    async with chromium() as browser:
         context = await browser.new_context(viewport={"width": 1100, "height": 760})
         yield await context.new_page()
-        await browser.close()
 
 
 async def send(page: Any, text: str) -> None:
