@@ -24,6 +24,7 @@ from channels.console.auth import COOKIE, hash_password, load_secret_key
 from channels.settings import Settings
 from channels.store import AgentRole, Store
 from tests.channels.server import running_server
+from tests.channels.test_ws import until
 
 Frame = dict[str, Any]
 PASSWORD = "correct horse battery"
@@ -119,16 +120,6 @@ async def customer(address: str) -> tuple[ClientConnection, Frame]:
     ws = await websockets.connect(f"ws://{address}/ws/chat")
     await ws.send(json.dumps({"type": "hello"}))
     return ws, json.loads(await ws.recv())
-
-
-async def until(ws: ClientConnection, done: Any, limit_s: float = 20) -> list[Frame]:
-    frames: list[Frame] = []
-    async with asyncio.timeout(limit_s):
-        while True:
-            frame = json.loads(await ws.recv())
-            frames.append(frame)
-            if done(frame):
-                return frames
 
 
 async def say(ws: ClientConnection, client_id: str, text: str) -> None:
