@@ -28,6 +28,8 @@ the client processes' own (getrusage) and the server's (/proc/<pid>/stat), over 
 
     python benchmarks/load_ws.py --home /tmp/fd-home --rates 100,200,300,400,500,600
     python benchmarks/load_ws.py --home /tmp/fd-home --compare-batching 300
+    python benchmarks/load_ws.py --home /tmp/fd-home --compare-batching 60,120 \
+        --settings 'FRONTDESK_ENCODER_INT8=false|FRONTDESK_ENCODER_INT8=true'
     python benchmarks/load_ws.py --home /tmp/fd-home --rates '' --idle 300
 
 `--home` is trained (`frontdesk train --bot examples/shop`) when it has no model yet, and
@@ -612,6 +614,17 @@ async def _idle_measure(url: str, n: int, opts: WorkerOptions) -> dict[str, Any]
     }
 
 
+def settings_env(text: str) -> dict[str, str]:
+    """'NAME=VALUE,NAME=VALUE' -> the server environment it sets."""
+    env = {}
+    for pair in text.split(","):
+        name, sep, value = pair.strip().partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--settings: expected NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return env
+
+
 def batching_env(wait_ms: float | None, size: int | None) -> dict[str, str]:
     env = {}
     if wait_ms is not None:
@@ -747,6 +760,12 @@ def main() -> None:
         "are each setting's over the first's (default: micro-batching vs none)",
     )
     parser.add_argument(
+        "--settings",
+        help="instead of --batching: server environments for --compare-batching, separated "
+        "by '|', each comma-separated NAME=VALUE (e.g. 'FRONTDESK_ENCODER_INT8=false|"
+        "FRONTDESK_ENCODER_INT8=true'); ratios are each one's over the first's",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=1, help="--compare-batching rounds (alternating order)"
     )
     parser.add_argument("--batch-wait-ms", type=float, help="server setting for --rates")
@@ -769,8 +788,11 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     logs: list[dict[str, Any]] = []
     if args.compare_batching:
-        settings = [tuple(x.split("/")) for x in args.batching.split(",") if x.strip()]
-        configs = [(f"batching {w}ms/{n}", batching_env(float(w), int(n))) for w, n in settings]
+        if args.settings:
+            configs = [(label.strip(), settings_env(label)) for label in args.settings.split("|")]
+        else:
+            settings = [tuple(x.split("/")) for x in args.batching.split(",") if x.strip()]
+            configs = [(f"batching {w}ms/{n}", batching_env(float(w), int(n))) for w, n in settings]
         rates = [float(x) for x in args.compare_batching.split(",") if x.strip()]
         rounds = []
         for r in range(args.repeats):

@@ -60,13 +60,17 @@ class MicroBatcher:
         *,
         wait_ms: float = 0.0,
         batch_size: int = 32,
+        workers: int = 1,
         metrics: Metrics | None = None,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"the micro-batcher needs at least one worker, got {workers}")
         self.model = model
         self.wait_s = wait_ms / 1000.0
         self.batch_size = batch_size
+        self.workers = workers
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
         self.metrics = metrics
 
@@ -75,15 +79,19 @@ class MicroBatcher:
         self.model = model
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="frontdesk-batcher")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._run(), name=f"frontdesk-batcher-{i}")
+                for i in range(self.workers)
+            ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
     async def analyze(self, text: str, context: str = "") -> ModelOutputs:
         """Model outputs for one message; ``context`` is its context window

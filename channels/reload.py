@@ -92,6 +92,8 @@ class ModelWatcher:
 
         settings = self.runtime.settings
         definition = load_bot(settings.bot)
-        model = load_current_bundle(settings.models_dir, definition, settings.encoder_int8)
+        model = load_current_bundle(
+            settings.models_dir, definition, settings.encoder_int8, settings.encoder_threads
+        )
         model.analyze([PROBE], [PROBE])
         return model, definition

@@ -53,7 +53,11 @@ class Runtime:
         injected = model
         if model is None:
             model = await asyncio.to_thread(
-                load_current_bundle, settings.models_dir, definition, settings.encoder_int8
+                load_current_bundle,
+                settings.models_dir,
+                definition,
+                settings.encoder_int8,
+                settings.encoder_threads,
             )
         store = await Store.open(settings.store_url())
         try:
@@ -63,7 +67,11 @@ class Runtime:
             raise
         metrics = metrics or Metrics()
         batcher = MicroBatcher(
-            model, wait_ms=settings.batch_wait_ms, batch_size=settings.batch_size, metrics=metrics
+            model,
+            wait_ms=settings.batch_wait_ms,
+            batch_size=settings.batch_size,
+            workers=settings.inference_workers,
+            metrics=metrics,
         )
         batcher.start()
         actions = make_runner(definition, settings.action_url)
@@ -102,7 +110,7 @@ async def make_bus_and_locks(settings: Settings) -> tuple[Bus, ConversationLocks
 
 
 def load_current_bundle(
-    models_dir: Path, definition: BotDefinition, int8: bool = False
+    models_dir: Path, definition: BotDefinition, int8: bool = False, threads: int = 0
 ) -> Analyzer:
     """Load the registry's current bundle and check it was trained for ``definition``."""
     from retrieval.bundle import Bundle
@@ -114,7 +122,7 @@ def load_current_bundle(
             f"no trained model in {models_dir}; run `frontdesk train --bot {definition.root}` "
             "(or `make demo`) first"
         )
-    bundle = Bundle.load(path, int8)
+    bundle = Bundle.load(path, int8, threads)
     trained = set(bundle.head.intents)
     defined = {intent.name for intent in definition.intents}
     if trained != defined:

@@ -39,13 +39,23 @@ class Settings(BaseSettings):
     """permessage-deflate on websockets. Off by default: chat frames are small, and each
     compressed connection holds ~40 KB more of zlib state (10,000 idle widgets: ~0.4 GiB)."""
     encoder_int8: bool = False
-    """Serve the encoder's int8 export: idle replies 25 -> 19 ms and p99 at 60 msg/s 146 ->
-    68 ms on 2 cores, for 0.1 point of Banking77 accuracy (BENCHMARKS.md)."""
+    """Serve the encoder's int8 export (per-channel, 7-bit weights): a message encodes in
+    0.68x the time and batches run 1.39x faster on 2 AVX2 cores; Banking77 accuracy kept,
+    BANKING77-OOS in-scope accuracy 0.3-0.4 point lower (BENCHMARKS.md)."""
     batch_wait_ms: float = Field(default=0.0, ge=0)
     """How long the micro-batcher holds a message for others to share its encoder pass.
     0: none; the messages that arrive while a pass runs make the next batch. Against 3 ms,
     four rounds: idle p50 0.79-0.99x, saturated throughput 0.91-1.13x (BENCHMARKS.md)."""
     batch_size: int = Field(default=32, ge=1)
+    inference_workers: int = Field(default=1, ge=1)
+    """Batches the micro-batcher runs at once (each takes what arrived while the others
+    run). On 2 cores, 2 workers of 1 encoder thread each ran 1.1-1.5x the batches of one
+    2-thread worker alone, but in the server (the event loop needs a core too) they gave
+    0.85-0.88x the saturated throughput and 1.18-1.29x the idle p50: 1 stays the default
+    (BENCHMARKS.md); larger machines may differ."""
+    encoder_threads: int = Field(default=0, ge=0)
+    """Threads of one encoder pass (0: onnxruntime's choice, one per core); lower it where
+    the server shares its cores."""
     replay_limit: int = Field(default=1_000, ge=1)
     """Events read from the store per page when a client replays after `last_seq`."""
     max_body_bytes: int = Field(default=1_048_576, ge=1_024)

@@ -84,8 +84,9 @@ class Bundle:
         return self.path.name
 
     @classmethod
-    def load(cls, path: Path, int8: bool = False) -> Bundle:
-        """Load and check a bundle; a broken one raises :class:`BundleError`."""
+    def load(cls, path: Path, int8: bool = False, threads: int = 0) -> Bundle:
+        """Load and check a bundle; a broken one raises :class:`BundleError`. ``threads``:
+        the ONNX encoder's threads per pass (0: onnxruntime's choice, one per core)."""
         manifest_path = path / MANIFEST
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
@@ -100,7 +101,7 @@ class Bundle:
         except (OSError, KeyError, ValueError) as exc:
             raise BundleError(f"{path / HEAD_FILE}: cannot load the intent head: {exc}") from exc
         try:
-            encoder = load_encoder(path / ENCODER_DIR, int8)
+            encoder = load_encoder(path / ENCODER_DIR, int8, threads)
         except (OSError, ValueError, RuntimeError) as exc:
             raise BundleError(f"{path / ENCODER_DIR}: cannot load the encoder: {exc}") from exc
         index = DialogueIndex.load(path / INDEX_DIR)
@@ -148,14 +149,14 @@ class Bundle:
         return results
 
 
-def load_encoder(folder: Path, int8: bool = False) -> TextEncoder:
+def load_encoder(folder: Path, int8: bool = False, threads: int = 0) -> TextEncoder:
     """The ONNX encoder when the bundle has one (serving needs no torch then), else torch;
     with ``int8``, its int8 export where the bundle has one (older bundles: fp32, logged)."""
     if OnnxEncoder.available(folder):
         if int8 and not (folder / ONNX_INT8_FILE).is_file():
             log.warning("%s has no int8 export (retrain to get one): serving fp32", folder)
             int8 = False
-        return OnnxEncoder(folder, int8=int8)
+        return OnnxEncoder(folder, int8=int8, threads=threads)
     from retrieval.encoder import Encoder
 
     return Encoder(folder)

@@ -117,3 +117,30 @@ async def test_a_failed_pass_fails_its_callers_only_and_the_batcher_goes_on() ->
         await batcher.stop()
     assert after.intents[0].name == "later|"
     assert model.batches == [["ok"], ["bad", "innocent"], ["later"]]
+
+
+async def test_with_two_workers_a_second_batch_runs_while_the_first_is_held() -> None:
+    """workers=2: a message arriving while a pass runs gets its own pass at once instead of
+    waiting for the first to end; with one worker it waits (the default)."""
+    for workers, expected in ((2, [["a"], ["b"]]), (1, [["a"]])):
+        hold = threading.Event()
+        model = RecordingModel(hold)
+        batcher = MicroBatcher(model, workers=workers)
+        batcher.start()
+        try:
+            first = asyncio.create_task(batcher.analyze("a"))
+            await _started(model)
+            second = asyncio.create_task(batcher.analyze("b"))
+            await asyncio.sleep(0.1)
+            assert model.batches == expected, workers
+            hold.set()
+            answers = await asyncio.gather(first, second)
+        finally:
+            await batcher.stop()
+        assert [o.intents[0].name for o in answers] == ["a|", "b|"]
+        assert model.batches == [["a"], ["b"]]
+
+
+def test_a_batcher_without_workers_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        MicroBatcher(RecordingModel(), workers=0)

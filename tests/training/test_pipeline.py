@@ -124,3 +124,16 @@ def test_a_model_in_an_older_bundle_format_is_stale(shop_home: Path, tmp_path: P
     manifest["format"] = FORMAT
     (registry.current_path() / MANIFEST).write_text(json.dumps(manifest))  # type: ignore[operator]
     assert not is_stale(SHOP, registry)
+
+
+def test_encoder_threads_reach_onnxruntime(shop_home: Path) -> None:
+    """FRONTDESK_ENCODER_THREADS (settings.encoder_threads) sets the encoder's threads per
+    pass; 0, the default, leaves the choice to onnxruntime."""
+    from retrieval.onnx_encoder import OnnxEncoder
+
+    for threads in (1, 0):
+        bundle = load_current_bundle(shop_home / "models", load_bot(SHOP), threads=threads)
+        encoder = bundle.encoder  # type: ignore[attr-defined]
+        assert isinstance(encoder, OnnxEncoder)
+        options = encoder.session.get_session_options()
+        assert options.intra_op_num_threads == threads
