@@ -7,7 +7,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,10 +76,22 @@ class FakeProvider:
 
     def wait_for(self, count: int, path_end: str = "", limit_s: float = 30) -> list[Call]:
         """The calls to ``path_end`` once there are at least ``count`` of them."""
+        return self.wait_until(
+            lambda calls: len(calls) >= count, path_end, limit_s, f"{count} call(s)"
+        )
+
+    def wait_until(
+        self,
+        done: Callable[[list[Call]], bool],
+        path_end: str = "",
+        limit_s: float = 30,
+        what: str = "the expected calls",
+    ) -> list[Call]:
+        """The calls to ``path_end`` once ``done`` holds for them."""
         deadline = time.monotonic() + limit_s
-        while len(calls := self.sent(path_end)) < count:
+        while not done(calls := self.sent(path_end)):
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(calls)} call(s) to *{path_end}, expected {count}")
+                raise AssertionError(f"{len(calls)} call(s) to *{path_end}, expected {what}")
             time.sleep(0.02)
         return calls
 

@@ -49,7 +49,7 @@ def test_int8_falls_back_to_fp32_when_the_bundle_has_no_int8_export(
     calls: list[bool] = []
 
     class Fake:
-        def __init__(self, path: Path, int8: bool = False) -> None:
+        def __init__(self, path: Path, int8: bool = False, threads: int = 0) -> None:
             calls.append(int8)
 
     (folder / ONNX_FILE).write_bytes(b"")
