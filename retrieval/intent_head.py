@@ -3,6 +3,11 @@ temperature, and its out-of-scope threshold. Pure numpy at serving time.
 
 Classes may include an out-of-scope class (trained from rows labelled ``oos``); it is never
 reported as an intent, but the probability it takes lowers every in-scope probability.
+
+Out of scope is either of two signals: the in-scope confidence below ``threshold`` (what
+tells a near miss, another banking question, from a known intent), or the message's cosine
+to the nearest in-scope class direction below ``min_similarity`` (what tells text unlike
+anything trained on, which a softmax can still be confident about).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ class IntentHead:
     threshold: float
     """In-scope confidence below which a message is out of scope (score 0.5 there)."""
     oos_label: str | None = None
+    min_similarity: float = -1.0
+    """Cosine to the nearest in-scope class direction below which a message is out of
+    scope (score 0.5 there); -1: no such check (heads from before it, tiny validation)."""
 
     def __post_init__(self) -> None:
         if self.weight.shape[0] != len(self.labels) or self.bias.shape != (len(self.labels),):
@@ -62,6 +70,14 @@ class IntentHead:
         out: Array = (embeddings @ self.weight.T + self.bias).astype(np.float32)
         return out
 
+    def similarity(self, logits: Array) -> Array:
+        """Cosine of each row's embedding to its nearest in-scope class direction, from the
+        logits (B, C) it got (the classes' weight rows are scaled directions). -> (B,)"""
+        norms = np.linalg.norm(self.weight, axis=1)
+        cosines = (logits - self.bias) / np.maximum(norms, 1e-12)
+        out: Array = self.in_scope(cosines).max(axis=1).astype(np.float32)
+        return out
+
     def predict(self, embeddings: Array) -> tuple[Array, Array]:
         """(B, D) -> in-scope probabilities (B, C_in), out-of-scope scores (B,).
 
@@ -73,8 +89,13 @@ class IntentHead:
                 np.zeros((embeddings.shape[0], 0), dtype=np.float32),
                 np.ones(embeddings.shape[0], dtype=np.float32),
             )
-        probs = self.in_scope(scoring.softmax(self.logits(embeddings), self.temperature))
-        return probs, scoring.out_of_scope_score(probs.max(axis=1), self.threshold)
+        logits = self.logits(embeddings)
+        probs = self.in_scope(scoring.softmax(logits, self.temperature))
+        oos = scoring.out_of_scope_score(probs.max(axis=1), self.threshold)
+        if self.min_similarity > -1.0:
+            far = scoring.out_of_scope_score(self.similarity(logits), self.min_similarity)
+            oos = np.maximum(oos, far)
+        return probs, oos
 
     def save(self, path: Path) -> None:
         np.savez(
@@ -88,6 +109,7 @@ class IntentHead:
                         "temperature": self.temperature,
                         "threshold": self.threshold,
                         "oos_label": self.oos_label,
+                        "min_similarity": self.min_similarity,
                     }
                 )
             ),
@@ -104,4 +126,5 @@ class IntentHead:
                 temperature=float(meta["temperature"]),
                 threshold=float(meta["threshold"]),
                 oos_label=meta["oos_label"],
+                min_similarity=float(meta.get("min_similarity", -1.0)),
             )

@@ -34,7 +34,8 @@ def out_of_scope_score(confidence: Array, threshold: float, sharpness: float = 2
     ``threshold`` is the confidence at which the score is 0.5; less confident -> higher score.
     (B,) -> (B,)
     """
-    out: Array = (1.0 / (1.0 + np.exp(-sharpness * (threshold - confidence)))).astype(np.float32)
+    exponent = np.clip(-sharpness * (threshold - confidence), -60.0, 60.0)  # no overflow
+    out: Array = (1.0 / (1.0 + np.exp(exponent))).astype(np.float32)
     return out
 
 

@@ -98,6 +98,7 @@ def train_intent_model(
         "history": [asdict(r) for r in training.history],
         "temperature": head.temperature,
         "threshold": head.threshold,
+        "min_similarity": head.min_similarity,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent_head import IntentHead
 from training.args import TrainingArguments
-from training.intents import calibrated, length_batches, split_validation, train_intents
+from training.intents import (
+    GUARD_QUANTILE,
+    calibrated,
+    length_batches,
+    split_validation,
+    train_intents,
+)
 
 ROWS = [
     ("where is my parcel", "track"),
@@ -195,3 +206,59 @@ def test_training_accepts_oos_rows_in_validation_only() -> None:
     )
     assert result.head.oos_label is None and result.valid_rows == 2
     assert result.history[0].valid_accuracy in {0.0, 1.0}  # over the in-scope row only
+
+
+def _unit(rows: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    x = np.asarray(rows, dtype=np.float32)
+    out: npt.NDArray[np.float32] = x / np.linalg.norm(x, axis=-1, keepdims=True)
+    return out
+
+
+def test_similarity_guard_rejects_a_message_unlike_every_intent() -> None:
+    """A message far from every intent's direction is out of scope even when the softmax,
+    which only compares intents with each other, is confident about one of them."""
+    rng = np.random.default_rng(7)
+    weight = 10.0 * np.eye(3, 4, dtype=np.float32)  # 3 intents in a 4-d space, scale 10
+    head = replace(_head(("a", "b", "c")), weight=weight)
+    labels = rng.integers(0, 3, size=200)
+    embeddings = _unit(np.eye(3, 4)[labels] + rng.normal(0, 0.15, size=(200, 4)))
+    fitted = calibrated(head, embeddings @ weight.T, labels, 0.0)  # no oos data: cap 0
+    similarity = fitted.similarity(embeddings @ weight.T)
+    assert 0.5 < fitted.min_similarity < similarity.min()  # no right answer rejected
+    # with a looser cap (oos data lets the threshold reject right answers) the guard
+    # moves up to the GUARD_QUANTILE of in-scope rows
+    loose = calibrated(head, embeddings @ weight.T, labels, 1.0)
+    assert fitted.min_similarity < loose.min_similarity
+    assert 0 < (similarity < loose.min_similarity).mean() <= GUARD_QUANTILE + 1e-9
+
+    serving = replace(head, threshold=0.5, min_similarity=0.8)
+    far = _unit([[0.3, 0.0, 0.0, 1.0]])  # cosine 0.29 to intent a, 0 to the others
+    probs, oos = serving.predict(far)
+    assert probs.argmax() == 0 and probs.max() > 0.85  # the softmax is sure
+    assert oos[0] > 0.5  # the guard is not
+    _, without_guard = replace(serving, min_similarity=-1.0).predict(far)
+    assert without_guard[0] < 0.5
+    _, near = serving.predict(_unit([[1.0, 0.05, 0.0, 0.05]]))
+    assert near[0] < 0.5
+
+
+def test_similarity_guard_needs_enough_rows_and_survives_saving(tmp_path: Path) -> None:
+    weight = 10.0 * np.eye(2, 3, dtype=np.float32)
+    head = replace(_head(("a", "b")), weight=weight)
+    labels = np.asarray([0, 1] * 30)
+    embeddings = _unit(np.eye(2, 3)[labels] + 0.1)
+    assert calibrated(head, embeddings[:40] @ weight.T, labels[:40], 1.0).min_similarity == -1.0
+    fitted = calibrated(head, embeddings @ weight.T, labels, 1.0)
+    assert fitted.min_similarity > 0.5
+    fitted.save(tmp_path / "head.npz")
+    assert IntentHead.load(tmp_path / "head.npz").min_similarity == fitted.min_similarity
+    # a head saved before the guard existed loads without it
+    meta = {"temperature": 1.0, "threshold": 0.5, "oos_label": None}
+    np.savez(
+        tmp_path / "old.npz",
+        labels=np.asarray(["a", "b"]),
+        weight=weight,
+        bias=np.zeros(2, dtype=np.float32),
+        meta=np.asarray(json.dumps(meta)),
+    )
+    assert IntentHead.load(tmp_path / "old.npz").min_similarity == -1.0
