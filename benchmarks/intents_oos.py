@@ -54,11 +54,12 @@ def read_split(folder: Path, label: str | None = None) -> Rows:
 
 def banking77_labels(folder: Path) -> dict[str, str]:
     """Lowercased, stripped Banking77 text -> its Banking77 intent (train and test)."""
+    from intents_banking77 import read_csv  # this folder: run as a script
+
     out: dict[str, str] = {}
     for name in ("train.csv", "test.csv"):
-        with (folder / name).open(encoding="utf-8", newline="") as handle:
-            for row in csv.DictReader(handle):
-                out[row["text"].lower().strip()] = row["category"]
+        texts, labels = read_csv(folder / name)
+        out.update((t.lower().strip(), y) for t, y in zip(texts, labels, strict=True))
     return out
 
 

@@ -20,26 +20,15 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
+from intents_banking77 import read_csv  # this folder: run as a script
+from intents_oos import read_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-
-
-def read_csv(path: Path) -> tuple[list[str], list[str]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    return [r["text"] for r in rows], [r["category"] for r in rows]
-
-
-def read_split(folder: Path) -> tuple[list[str], list[str]]:
-    texts = (folder / "seq.in").read_text(encoding="utf-8").splitlines()
-    labels = (folder / "label").read_text(encoding="utf-8").splitlines()
-    return texts, labels
 
 
 def by_subset(predicted: list[str], truth: list[str], in_scope: set[str]) -> dict[str, float | int]:
@@ -67,8 +56,9 @@ def main() -> None:
 
     train_texts, train_labels = read_csv(options.banking77 / "train.csv")
     test_texts, test_labels = read_csv(options.banking77 / "test.csv")
-    oos_train_texts, oos_train_labels = read_split(options.oos / "train")
-    oos_test_texts, oos_test_labels = read_split(options.oos / "test")
+    oos_train, oos_test = read_split(options.oos / "train"), read_split(options.oos / "test")
+    oos_train_texts, oos_train_labels = [t for t, _ in oos_train], [y for _, y in oos_train]
+    oos_test_texts, oos_test_labels = [t for t, _ in oos_test], [y for _, y in oos_test]
     in_scope = set(oos_train_labels)
 
     frozen = Encoder(get_model_path())

@@ -70,11 +70,15 @@ class IntentHead:
         out: Array = (embeddings @ self.weight.T + self.bias).astype(np.float32)
         return out
 
+    @cached_property
+    def _weight_norms(self) -> Array:
+        out: Array = np.maximum(np.linalg.norm(self.weight, axis=1), 1e-12).astype(np.float32)
+        return out
+
     def similarity(self, logits: Array) -> Array:
         """Cosine of each row's embedding to its nearest in-scope class direction, from the
         logits (B, C) it got (the classes' weight rows are scaled directions). -> (B,)"""
-        norms = np.linalg.norm(self.weight, axis=1)
-        cosines = (logits - self.bias) / np.maximum(norms, 1e-12)
+        cosines = (logits - self.bias) / self._weight_norms
         out: Array = self.in_scope(cosines).max(axis=1).astype(np.float32)
         return out
 

@@ -112,3 +112,18 @@ def choose_threshold(
     # halfway to the next lower confidence: the same split of validation rows, with margin
     lower = candidates[best - 1] if best > 0 else floor
     return float((candidates[best] + lower) / 2)
+
+
+def choose_min_similarity(
+    similarity: Array, correct: npt.NDArray[np.bool_], share: float, max_lost: float = 1.0
+) -> float:
+    """Cosine to the nearest intent below which a message is out of scope, from in-scope
+    validation rows: under it fall ``share`` of the rows, and no more than ``max_lost`` of
+    the right answers (the threshold's cap). Like the threshold, it sits halfway to the
+    next lower row, so rows at the cut stay in scope. similarity, correct (N,), N > 0."""
+    cut = float(np.quantile(similarity, share))
+    right = similarity[correct]
+    if max_lost < share and right.size:
+        cut = min(cut, float(np.quantile(right, max_lost)))
+    below = similarity[similarity < cut]
+    return (cut + (float(below.max()) if below.size else cut - 0.05)) / 2

@@ -334,14 +334,9 @@ def calibrated(
     )
     min_similarity = -1.0
     if similarity_guard and int((~is_oos).sum()) >= MIN_ROWS_FOR_GUARD:
-        similarity = head.similarity(logits[~is_oos])
-        cut = float(np.quantile(similarity, GUARD_QUANTILE))
-        right = similarity[correct[~is_oos]]
-        if max_lost < GUARD_QUANTILE and right.size:  # the threshold's cap binds it too
-            cut = min(cut, float(np.quantile(right, max_lost)))
-        below = similarity[similarity < cut]
-        # halfway to the next lower row, as the threshold: rows at the cut stay in scope
-        min_similarity = (cut + (float(below.max()) if below.size else cut - 0.05)) / 2
+        min_similarity = calibration.choose_min_similarity(
+            head.similarity(logits[~is_oos]), correct[~is_oos], GUARD_QUANTILE, max_lost
+        )
     return replace(
         head, temperature=temperature, threshold=threshold, min_similarity=min_similarity
     )
