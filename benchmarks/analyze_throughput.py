@@ -4,10 +4,14 @@ by batch size, on the CPU: what the micro-batcher can deliver on this machine.
 Each message comes with its context window (the last turns), as in serving. Inputs are the
 customer turns of the given chat logs (the demo bot's by default). ``--compare-padding``
 also runs the earlier batching, where a message and its window were padded to one length,
-in the same run, and reports the ratio.
+in the same run, and reports the ratio. With ``--model`` given more than once (e.g. a
+``--context joint`` and a ``--context fused`` bundle) the bundles take turns at each batch
+size and each one's rate is also given as a ratio to the first's. A fused bundle caches the
+turns it has seen, as the server does: after the first round over the logs every earlier
+turn is cached and only the message is encoded.
 
-    .venv/bin/python benchmarks/analyze_throughput.py --model DIR [--logs FILE]
-        [--batch-sizes 1,8,32,64] [--seconds 10] [--compare-padding] [--threads N]
+    .venv/bin/python benchmarks/analyze_throughput.py --model DIR [--model DIR2] [--logs FILE]
+        [--batch-sizes 1,8,32,64] [--seconds 10] [--compare-padding]
 """
 
 from __future__ import annotations
@@ -42,24 +46,29 @@ def rate(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True, action="append")
     parser.add_argument("--logs", type=Path, default=ROOT / "examples/shop/dialogues.jsonl")
     parser.add_argument("--batch-sizes", default="1,8,32,64")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--compare-padding", action="store_true")
     opts = parser.parse_args()
 
-    bundle = Bundle.load(opts.model)
+    bundles = [Bundle.load(path) for path in opts.model]
     pairs = dialogue_pairs(read_logs(opts.logs).logs)
     windows = [p.context for p in pairs]
     messages = [w.split(" [SEP] ")[0].removeprefix("customer: ") for w in windows]
-    rate(bundle, messages, windows, 8, 1.0)  # warm up
-    results: dict[str, object] = {"model": str(opts.model), "inputs": len(messages)}
+    for bundle in bundles:
+        rate(bundle, messages, windows, 8, 1.0)  # warm up
+    results: dict[str, object] = {"models": [str(m) for m in opts.model], "inputs": len(messages)}
     for batch in (int(b) for b in opts.batch_sizes.split(",")):
-        row: dict[str, float] = {
-            "by_length": round(rate(bundle, messages, windows, batch, opts.seconds), 1)
-        }
+        row: dict[str, float] = {}
+        for n, bundle in enumerate(bundles):
+            tag = "" if n == 0 else f"_{n}"
+            row[f"by_length{tag}"] = round(rate(bundle, messages, windows, batch, opts.seconds), 1)
+            if n:
+                row[f"ratio{tag}_vs_first"] = round(row[f"by_length{tag}"] / row["by_length"], 2)
         if opts.compare_padding:
+            bundle = bundles[0]
             saved = onnx_encoder.PADDING_SLACK
             onnx_encoder.PADDING_SLACK = math.inf  # one padded batch, as before
             try:

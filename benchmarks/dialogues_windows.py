@@ -3,11 +3,12 @@ and late fusion (each turn encoded alone, then summed), on a `dialogues index` b
 
 Served scoring throughout (`training.dialogue_eval.score_cases_with_index`, depth 20, the
 bundle's calibration). Joint: the window text as serving encodes it, cut to ``--tokens``.
-Late fusion: each turn of a window is embedded alone (so serving could cache the turns it
-has seen and encode only the new message), and the window is the normalised sum with weights
-1, d, d^2 ... (most recent first) for each ``--fusion-decays`` d; the index's context
-embeddings are rebuilt the same way and the calibration refitted on held-out training
-conversations, as `dialogues index` does.
+Late fusion (``retrieval.context``, ``fused``): each turn of a window is embedded alone,
+without its role (serving caches the turns it has seen and encodes only the new message),
+and the window is the normalised sum with weights 1, d, d^2 (most recent first) for each
+``--fusion-decays`` d; the index's context embeddings are rebuilt the same way and the
+calibration refitted on held-out training conversations, as `dialogues index` does. On a
+bundle trained ``--context fused`` this measures other decays than the trained one.
 
     .venv/bin/python benchmarks/dialogues_windows.py --model /tmp/star/tuned
         --train /tmp/star/train.jsonl --test /tmp/star/test.jsonl
@@ -35,8 +36,9 @@ sys.path.insert(0, str(ROOT))
 from retrieval import bundle as bundle_files  # noqa: E402
 from retrieval.bundle import Bundle  # noqa: E402
 from retrieval.chatlog import read_logs  # noqa: E402
+from retrieval.context import ContextEncoding  # noqa: E402
 from retrieval.index import DialogueIndex  # noqa: E402
-from retrieval.pairs import SEPARATOR, dialogue_pairs  # noqa: E402
+from retrieval.pairs import dialogue_pairs  # noqa: E402
 from retrieval.ranking import ReplyCalibration  # noqa: E402
 from training.dialogue_eval import (  # noqa: E402
     ranking_cases,
@@ -50,29 +52,6 @@ from training.ranker import RankerArguments, split_conversations  # noqa: E402
 from training.reply_calibration import fit_reply_calibration  # noqa: E402
 
 Vectors = npt.NDArray[np.float32]
-
-
-class LateFusion:
-    """Encodes a window as the weighted sum of its turns' embeddings, each turn once."""
-
-    def __init__(self, bundle: Bundle, decay: float) -> None:
-        self.encoder = bundle.encoder
-        self.decay = decay
-        self.dim = bundle.encoder.dim
-        self.cache: dict[str, Vectors] = {}
-
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 64, max_tokens: int | None = None
-    ) -> Vectors:
-        turns = [text.split(SEPARATOR) for text in texts]
-        new = sorted({t for window in turns for t in window if t not in self.cache})
-        if new:
-            self.cache.update(zip(new, self.encoder.encode(new), strict=True))
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, window in enumerate(turns):
-            total = sum(self.decay**j * self.cache[t] for j, t in enumerate(window))
-            out[row] = total / np.linalg.norm(total)
-        return out
 
 
 def main() -> int:
@@ -116,10 +95,17 @@ def main() -> int:
         args = RankerArguments()
         _, held_out = split_conversations(train, args.valid_fraction, args.seed)
         for decay in decays:
-            fusion = LateFusion(bundle, decay)
-            index = build_index(fusion, pairs)  # type: ignore[arg-type]  # encode() is all it uses
-            calibration = fit_reply_calibration(fusion, index, pairs, {h.id for h in held_out})
-            run(f"late fusion, decay {decay}", fusion.encode, index, calibration)
+            fused = ContextEncoding("fused", (1.0, decay, decay * decay))
+            encoder = bundle.encoder
+            index = build_index(encoder, pairs, context=fused)  # type: ignore[arg-type]
+            held = {h.id for h in held_out}
+            calibration = fit_reply_calibration(encoder, index, pairs, held, fused)
+            run(
+                f"late fusion, decay {decay}",
+                partial(fused.encode, encoder.encode),
+                index,
+                calibration,
+            )
 
     print(json.dumps({"model": str(opts.model), "cases": len(cases), "rows": results}, indent=2))
     return 0

@@ -19,6 +19,11 @@ from bot.errors import BotError
 from channels.errors import ChannelError
 from channels.settings import Settings
 
+CONTEXT_HELP = (
+    "how the dialogue index reads a conversation's last turns: joint (one encoder sequence, "
+    "the default) or fused (each turn alone, summed: serving encodes only the new message)"
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -73,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--epochs", type=int, help="fine-tuning epochs")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    train.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
     train.add_argument(
         "--if-stale",
         action="store_true",
@@ -150,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     dindex.add_argument("--phone-region", default="US", help="default phone country (ISO code)")
     dindex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    dindex.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
     dindex.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
     dindex.add_argument("--json", action="store_true", help="print the result as JSON")
     dindex.set_defaults(run=_dialogues_index)
@@ -240,7 +247,7 @@ def _dialogues_index(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"frontdesk: error: {exc}", file=sys.stderr)
         return 2
-    overrides: dict[str, Any] = {"device": args.device}
+    overrides: dict[str, Any] = {"device": args.device, "context": args.context}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     result = index_dialogues(
@@ -357,7 +364,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.if_stale and not is_stale(settings.bot, registry):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
         return 0
-    targs = TrainingArguments(device=args.device)
+    targs = TrainingArguments(device=args.device, context=args.context)
     if args.epochs is not None:
         targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
     result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)

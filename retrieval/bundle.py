@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from retrieval import scoring
+from retrieval.context import ContextEncoding, TurnCache, fuse, window_turns
 from retrieval.errors import BundleError
 from retrieval.index import DialogueIndex
 from retrieval.intent_head import IntentHead
@@ -41,10 +42,6 @@ ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
 FORMAT = 2
 OVERFETCH = 4
-CONTEXT_TOKENS = 64
-"""Context windows are encoded up to this many tokens at serving time (most recent turn
-first, so the oldest words go): half the encoder's limit, at no measured loss on STAR
-(recall@1 0.5531 vs 0.5533 at 128; 0.548 at 48, 0.517 at 32), for about half the cost."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +75,9 @@ class Bundle:
         self.head = head
         self.index = index
         self.reply_calibration = ReplyCalibration.from_json(manifest.get("reply_calibration"))
+        self.context_encoding = ContextEncoding.from_json(manifest.get("context_encoding"))
+        self.turns = TurnCache()
+        """Fused windows only: embeddings of the turns seen lately."""
 
     @property
     def version(self) -> str:
@@ -126,13 +126,16 @@ class Bundle:
         the intents read the message, retrieval and ranking the context window.
         Everything after the encoder is array math."""
         contexts = list(contexts) if contexts is not None else [""] * len(texts)
-        with_context = [i for i, c in enumerate(contexts) if c]
-        messages = self.encoder.encode(texts)  # (B, D)
-        queries = messages.copy()
-        if with_context:
-            queries[with_context] = self.encoder.encode(
-                [contexts[i] for i in with_context], max_tokens=CONTEXT_TOKENS
-            )
+        if self.context_encoding.fused:
+            messages, queries = self._encode_fused(texts, contexts)
+        else:
+            with_context = [i for i, c in enumerate(contexts) if c]
+            messages = self.encoder.encode(texts)  # (B, D)
+            queries = messages.copy()
+            if with_context:
+                queries[with_context] = self.context_encoding.encode(
+                    self.encoder.encode, [contexts[i] for i in with_context], serving=True
+                )
         probs, oos = self.head.predict(messages)  # (B, C), (B,)
         # over-fetch: near-duplicates of one answer collapse into one candidate
         hits = self.index.search(queries, k * OVERFETCH)
@@ -147,6 +150,32 @@ class Bundle:
             )
             results.append(Analysis(intents, float(oos[row]), replies))
         return results
+
+    def _encode_fused(
+        self, texts: Sequence[str], contexts: Sequence[str]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """-> (message embeddings, query embeddings), both (B, D): one encoder pass over the
+        messages and the earlier turns not in the cache; the window's newest turn is the
+        message itself."""
+        weights = self.context_encoding.weights
+        earlier = [window_turns(c)[1 : len(weights)] if c else [] for c in contexts]
+        wanted = sorted({t for turns in earlier for t in turns})
+        known = dict(zip(wanted, self.turns.get_many(wanted), strict=True))
+        missing = [t for t in wanted if known[t] is None]
+        fresh = list(dict.fromkeys([*texts, *missing]))  # each distinct text once
+        vectors = self.encoder.encode(fresh)  # (F, D)
+        row = {text: i for i, text in enumerate(fresh)}
+        self.turns.put_many(fresh, vectors)
+        messages = vectors[[row[t] for t in texts]]
+        queries = messages.copy()
+        for i, turns in enumerate(earlier):
+            if turns:
+                stack = [
+                    messages[i],
+                    *(vectors[row[t]] if known[t] is None else known[t] for t in turns),
+                ]
+                queries[i] = fuse(stack, weights)
+        return messages, queries
 
 
 def load_encoder(folder: Path, int8: bool = False, threads: int = 0) -> TextEncoder:

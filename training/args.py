@@ -32,6 +32,10 @@ class TrainingArguments:
     """Keep the token embedding table fixed: 20 % faster steps on CPU, no loss measured."""
     examples_budget: int = 40_000
     """Auto epochs: about this many training examples seen in all (3 to 10 epochs)."""
+    context: str = "joint"
+    """How the dialogue index reads a context window (``retrieval.context``): ``joint``
+    encodes the window as one sequence; ``fused`` sums its turns' embeddings, so serving
+    encodes only the new message."""
     max_length: int = 128
     seed: int = 13
     device: str = "auto"
@@ -50,6 +54,7 @@ class TrainingArguments:
             "patience": self.patience >= 1,
             "max_length": self.max_length >= 8,
             "device": self.device in {"auto", "cpu", "cuda"},
+            "context": self.context in {"joint", "fused"},
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

@@ -88,13 +88,16 @@ def ranking_metrics(rank: npt.NDArray[np.int64]) -> dict[str, float | int]:
 
 
 def score_cases(
-    cases: Sequence[RankingCase], encode: Callable[[Sequence[str]], Vectors]
+    cases: Sequence[RankingCase],
+    encode: Callable[[Sequence[str]], Vectors],
+    encode_contexts: Callable[[Sequence[str]], Vectors] | None = None,
 ) -> list[Vectors]:
     """Dual-encoder scores: cosine of the context's and each candidate's embedding.
-    Every distinct text is encoded once."""
+    Every distinct text is encoded once; ``encode_contexts`` reads the windows (default
+    ``encode``)."""
     contexts = sorted({c.context for c in cases})
     replies = sorted({r for c in cases for r in c.candidates})
-    ctx = dict(zip(contexts, encode(contexts), strict=True))
+    ctx = dict(zip(contexts, (encode_contexts or encode)(contexts), strict=True))
     rep_index = {text: i for i, text in enumerate(replies)}
     rep = encode(replies)
     return [rep[[rep_index[r] for r in case.candidates]] @ ctx[case.context] for case in cases]

@@ -19,6 +19,7 @@ import numpy as np
 from retrieval import bundle as bundle_files
 from retrieval.bundle import Bundle
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
+from retrieval.context import ContextEncoding
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent_head import IntentHead
 from retrieval.pairs import dialogue_pairs
@@ -98,9 +99,12 @@ def index_dialogues(
     pairs = dialogue_pairs(logs, redact=redact)
     if not pairs:
         raise TrainingError("no (context, reply) pairs: expected agent turns after customer turns")
-    index = build_index(encoder, pairs, kind)
+    context = ContextEncoding(args.context)  # type: ignore[arg-type]  # checked by args
+    index = build_index(encoder, pairs, kind, context)
     _, held_out = split_conversations(logs, args.valid_fraction, args.seed)
-    calibration = fit_reply_calibration(encoder, index, pairs, {log.id for log in held_out})
+    calibration = fit_reply_calibration(
+        encoder, index, pairs, {log.id for log in held_out}, context
+    )
     head = IntentHead(
         labels=(),
         weight=np.zeros((0, encoder.dim), dtype=np.float32),
@@ -129,6 +133,7 @@ def index_dialogues(
         "history": [asdict(r) for r in training.history] if training else [],
         "valid_metrics": training.valid_metrics if training else None,
         "reply_calibration": calibration.to_json(),
+        "context_encoding": context.to_json(),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -179,7 +184,9 @@ def evaluate_dialogues(
         bundle.index,
         bundle.reply_calibration,
         depth=SERVED_K * bundle_files.OVERFETCH,
-        encode_contexts=partial(bundle.encoder.encode, max_tokens=bundle_files.CONTEXT_TOKENS),
+        encode_contexts=partial(
+            bundle.context_encoding.encode, bundle.encoder.encode, serving=True
+        ),
     )
     return ranking_metrics(ranks(scores)), problems
 

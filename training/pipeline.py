@@ -16,6 +16,7 @@ from pathlib import Path
 from bot.definition import load_bot
 from retrieval import bundle as bundle_files
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
+from retrieval.context import ContextEncoding
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.index import DialogueIndex, IndexedTurn
 from retrieval.intent_head import IntentHead
@@ -101,10 +102,13 @@ def train_bot(
     spec = definition.redaction
     rules = RedactionRules(spec.order_number, spec.keep, spec.phone_region)
     pairs = dialogue_pairs(chat_logs, redact=Redactor(rules))
-    index = build_index(encoder, pairs)
+    context = ContextEncoding(args.context)  # type: ignore[arg-type]  # checked by args
+    index = build_index(encoder, pairs, context=context)
     ranker_args = RankerArguments()
     _, held_out = split_conversations(chat_logs, ranker_args.valid_fraction, ranker_args.seed)
-    calibration = fit_reply_calibration(encoder, index, pairs, {log.id for log in held_out})
+    calibration = fit_reply_calibration(
+        encoder, index, pairs, {log.id for log in held_out}, context
+    )
 
     registry.root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.root))
@@ -123,6 +127,7 @@ def train_bot(
             "best_epoch": training.best_epoch,
             "history": [asdict(r) for r in training.history],
             "reply_calibration": calibration.to_json(),
+            "context_encoding": context.to_json(),
             "redaction": {
                 "order_number": rules.order_number,
                 "keep": list(rules.keep),
@@ -146,12 +151,16 @@ def train_bot(
 
 
 def build_index(
-    encoder: Encoder, pairs: Sequence[IndexedTurn], kind: str = "auto"
+    encoder: Encoder,
+    pairs: Sequence[IndexedTurn],
+    kind: str = "auto",
+    context: ContextEncoding | None = None,
 ) -> DialogueIndex:
-    """Embed every pair's context and each distinct reply once, and index them."""
+    """Embed every pair's context (as ``context`` reads windows; joint by default) and each
+    distinct reply once, and index them."""
     index = DialogueIndex(encoder.dim, kind=kind)  # type: ignore[arg-type]
     if pairs:
-        contexts = encoder.encode([p.context for p in pairs])
+        contexts = (context or ContextEncoding()).encode(encoder.encode, [p.context for p in pairs])
         distinct = sorted({p.reply for p in pairs})
         row = {text: i for i, text in enumerate(distinct)}
         reply_emb = encoder.encode(distinct)

@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from retrieval.chatlog import ChatLog
+from retrieval.context import ContextEncoding, window_turns
 from retrieval.encoder import Encoder
 from retrieval.index import IndexedTurn
 from retrieval.pairs import dialogue_pairs
@@ -67,6 +69,9 @@ class RankerArguments:
     valid_fraction: float = 0.05
     """Share of conversations held out to pick the best epoch (none under 20 conversations)."""
     freeze_word_embeddings: bool = True
+    context: str = "joint"
+    """How a context window is encoded, and trained for (``retrieval.context``): ``joint``
+    (one sequence) or ``fused`` (each turn alone, summed; serving encodes one message)."""
     max_length: int = 128
     seed: int = 13
     device: str = "auto"
@@ -85,6 +90,7 @@ class RankerArguments:
             "valid_fraction": 0 <= self.valid_fraction < 1,
             "max_length": self.max_length >= 16,
             "device": self.device in {"auto", "cpu", "cuda"},
+            "context": self.context in {"joint", "fused"},
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -184,8 +190,28 @@ def mine_hard_negatives(
     return out
 
 
-def evaluate_encoder(encoder: Encoder, cases: Sequence[RankingCase]) -> dict[str, float | int]:
-    return ranking_metrics(ranks(score_cases(cases, encoder.encode)))
+def evaluate_encoder(
+    encoder: Encoder, cases: Sequence[RankingCase], context: ContextEncoding | None = None
+) -> dict[str, float | int]:
+    context = context or ContextEncoding()
+    encode_contexts = partial(context.encode, encoder.encode)
+    return ranking_metrics(ranks(score_cases(cases, encoder.encode, encode_contexts)))
+
+
+def embed_contexts(encoder: Encoder, contexts: Sequence[str], context: ContextEncoding) -> Any:
+    """Training-time query embeddings (B, D), with gradients: a joint window as one
+    sequence, a fused one as the weighted sum of its turns (each distinct turn once)."""
+    if not context.fused:
+        return encoder.embed(encoder.tokenize(contexts))
+    windows = [window_turns(c)[: len(context.weights)] for c in contexts]
+    distinct = sorted({t for turns in windows for t in turns})
+    row = {text: i for i, text in enumerate(distinct)}
+    turns = encoder.embed(encoder.tokenize(distinct))  # (T, D)
+    mix = torch.zeros(len(contexts), len(distinct), device=turns.device, dtype=turns.dtype)
+    for i, window in enumerate(windows):
+        for weight, text in zip(context.weights, window, strict=False):
+            mix[i, row[text]] += weight
+    return torch.nn.functional.normalize(mix @ turns, dim=-1)  # (B, D)
 
 
 def train_ranker(
@@ -200,6 +226,7 @@ def train_ranker(
     out for validation pick the best epoch."""
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
+    context = ContextEncoding(args.context)  # type: ignore[arg-type]  # checked by args
     train_logs, valid_logs = split_conversations(logs, args.valid_fraction, args.seed)
     cases: list[RankingCase] = []
     if valid_logs:
@@ -230,7 +257,7 @@ def train_ranker(
         distinct = [replies[i] for i in first.values()]
         distinct_groups = np.asarray(list(first.keys()), dtype=np.int64)
         hard = mine_hard_negatives(
-            encoder.encode(contexts),
+            context.encode(encoder.encode, contexts),
             groups,
             encoder.encode(distinct),
             distinct_groups,
@@ -272,7 +299,7 @@ def train_ranker(
     best_metrics: dict[str, float | int] | None = None
     if cases:
         started = time.perf_counter()
-        best_metrics = evaluate_encoder(encoder, cases)
+        best_metrics = evaluate_encoder(encoder, cases, context)
         best_score = float(best_metrics["recall@1"])
         history.append(RankerEpoch(0, None, best_score, time.perf_counter() - started))
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -294,7 +321,7 @@ def train_ranker(
             mask = torch.tensor(same, device=encoder.device)
             target = torch.arange(len(idx), device=encoder.device)
             with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                q = encoder.embed(encoder.tokenize([contexts[i] for i in idx]))
+                q = embed_contexts(encoder, [contexts[i] for i in idx], context)
                 r = encoder.embed(encoder.tokenize(texts))
                 logits = args.scale * (q.float() @ r.float().T)  # (B, B + H)
                 logits = logits.masked_fill(mask, float("-inf"))
@@ -305,7 +332,7 @@ def train_ranker(
         model.eval()
         recall: float | None = None
         if cases:
-            metrics = evaluate_encoder(encoder, cases)
+            metrics = evaluate_encoder(encoder, cases, context)
             recall = float(metrics["recall@1"])
             if recall > best_score:
                 best_score, best_epoch, best_metrics = recall, epoch, metrics

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from retrieval.bundle import TextEncoder
+from retrieval.context import ContextEncoding
 from retrieval.index import DialogueIndex, IndexedTurn
 from retrieval.ranking import ReplyCalibration, rank_hits
 
@@ -30,13 +31,15 @@ def fit_reply_calibration(
     index: DialogueIndex,
     pairs: Sequence[IndexedTurn],
     held_out: Collection[str],
+    context: ContextEncoding | None = None,
 ) -> ReplyCalibration:
     """The calibration fitted on the pairs of the ``held_out`` conversation ids (defaults
-    when they give fewer than :data:`MIN_CASES` cases or only one outcome)."""
+    when they give fewer than :data:`MIN_CASES` cases or only one outcome); windows are
+    read as ``context`` says (joint by default)."""
     cases = [p for p in pairs if p.conversation_id in held_out]
     if len(cases) < MIN_CASES:
         return ReplyCalibration()
-    queries = encoder.encode([p.context for p in cases])
+    queries = (context or ContextEncoding()).encode(encoder.encode, [p.context for p in cases])
     hits = index.search(queries, DEPTH * 2)
     hits = [
         [h for h in row if h.item.conversation_id != case.conversation_id][:DEPTH]

@@ -101,3 +101,25 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert code == 2
     assert "not a regular expression" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_fused_index_says_so_and_answers_as_well(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--context fused`: the bundle records the encoding, serves fused windows (the
+    context's turns cached), and eval reads windows the same way."""
+    logs = write_logs(tmp_path / "train.jsonl", 30)
+    out = tmp_path / "fused"
+    assert main(["dialogues", "index", "--logs", str(logs), "--out", str(out), "--no-train",
+                 "--context", "fused", "--json"]) == 0  # fmt: skip
+    bundle = Bundle.load(out)
+    assert bundle.manifest["context_encoding"]["mode"] == "fused"
+    history = [("customer", "hi"), ("agent", "Hello, how can I help?")]
+    message = "I was billed twice for the same order"
+    (analysis,) = bundle.analyze([message], [message_window(history, message)])
+    assert analysis.replies[0].text == TOPICS[1][1]
+    assert len(bundle.turns) == 3  # the message and the two turns before it
+    test = write_logs(tmp_path / "test.jsonl", 12, offset=100)
+    capsys.readouterr()
+    assert main(["dialogues", "eval", "--model", str(out), "--logs", str(test), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recall@5"] >= 0.6

@@ -137,3 +137,26 @@ def test_encoder_threads_reach_onnxruntime(shop_home: Path) -> None:
         assert isinstance(encoder, OnnxEncoder)
         options = encoder.session.get_session_options()
         assert options.intra_op_num_threads == threads
+
+
+def test_train_context_flag_reaches_the_bundle(
+    shop_home: Path, shop_copy: Path, tmp_path: Path
+) -> None:
+    """`frontdesk train --context fused` indexes fused windows and says so in the manifest;
+    the default stays joint."""
+    from channels.cli import main
+
+    home = tmp_path / "home"
+    code = main(["train", "--bot", str(shop_copy), "--home", str(home), "--epochs", "0",
+                 "--context", "fused", "--json"])  # fmt: skip
+    assert code == 0
+    bundle = load_current_bundle(home / "models", load_bot(shop_copy))
+    assert bundle.context_encoding.fused
+    assert bundle.manifest["training_args"]["context"] == "fused"
+    (analysis,) = bundle.analyze(
+        ["do you offer gift wrapping?"], ["customer: do you offer gift wrapping?"]
+    )
+    assert "Gift wrap" in analysis.replies[0].text
+    default = Registry(shop_home / "models").current_path()
+    assert default is not None
+    assert json.loads((default / MANIFEST).read_text())["context_encoding"]["mode"] == "joint"

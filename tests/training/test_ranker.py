@@ -91,7 +91,7 @@ def test_the_best_held_out_epoch_is_kept_and_the_base_when_none_beats_it(
 ) -> None:
     recalls = iter([0.5, 0.9] if improves else [0.5, 0.4])
     monkeypatch.setattr(
-        ranker, "evaluate_encoder", lambda encoder, cases: {"recall@1": next(recalls)}
+        ranker, "evaluate_encoder", lambda encoder, cases, context: {"recall@1": next(recalls)}
     )
     monkeypatch.setattr(ranker, "MIN_VALID_CASES", 20)  # small data, to keep the test fast
     monkeypatch.setattr(ranker, "MIN_TRAIN_PAIRS", 20)
@@ -117,3 +117,29 @@ def test_too_few_pairs_keep_the_base_encoder_and_say_why(
     assert training.note is not None and "too few" in training.note
     state = encoder.model.state_dict()
     assert all(torch.equal(state[k], base_state[k]) for k in base_state)
+
+
+def test_fused_training_queries_are_the_served_fusion_of_turn_embeddings() -> None:
+    """A fused window is trained as it is served: each turn embedded alone (no role), the
+    weighted sum normalised; joint windows are one sequence."""
+    from retrieval.context import ContextEncoding, fuse
+    from retrieval.pairs import context_text
+
+    encoder = Encoder(base_model_path())
+    windows = [
+        context_text([(TurnRole.CUSTOMER, "my parcel"), (TurnRole.AGENT, "which order?")]),
+        context_text([(TurnRole.AGENT, "which order?"), (TurnRole.CUSTOMER, "order 12")]),
+    ]
+    fused = ContextEncoding("fused")
+    with torch.no_grad():
+        trained = ranker.embed_contexts(encoder, windows, fused).numpy()
+        joint = ranker.embed_contexts(encoder, windows, ContextEncoding()).numpy()
+    e = dict(zip(["my parcel", "which order?", "order 12"], encoder.encode(
+        ["my parcel", "which order?", "order 12"]), strict=True))  # fmt: skip
+    assert np.allclose(
+        trained[0], fuse([e["which order?"], e["my parcel"]], fused.weights), atol=1e-5
+    )
+    assert np.allclose(
+        trained[1], fuse([e["order 12"], e["which order?"]], fused.weights), atol=1e-5
+    )
+    assert np.allclose(joint, encoder.encode(windows), atol=1e-5)
