@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.types import ConversationStatus, Role, Turn
+from channels import sqlite_driver
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -403,6 +404,9 @@ def make_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(parsed, pool_pre_ping=True)
+    if parsed.get_driver_name() == "aiosqlite":
+        # the same driver, one worker-thread round trip per statement (channels.sqlite_driver)
+        parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")
     database = parsed.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)

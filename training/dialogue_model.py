@@ -172,10 +172,11 @@ def redaction_of(bundle: Bundle) -> Redactor:
 
 
 def evaluate_dialogues(
-    model: Path, sources: Sequence[Path]
+    model: Path, sources: Sequence[Path], *, int8: bool = False
 ) -> tuple[dict[str, float | int], list[ReadProblem]]:
-    """The ``dialogues eval`` numbers of the bundle at ``model`` on the logs at ``sources``."""
-    bundle = Bundle.load(model)
+    """The ``dialogues eval`` numbers of the bundle at ``model`` on the logs at ``sources``
+    (``int8``: with the encoder's int8 export, as ``FRONTDESK_ENCODER_INT8`` serves)."""
+    bundle = Bundle.load(model, int8=int8)
     logs, problems = read_all(sources)
     cases = ranking_cases(logs, redact=redaction_of(bundle))
     scores = score_cases_with_index(
