@@ -2,8 +2,9 @@
 
 ``joint``: the window's text goes through the encoder as one sequence (cut to
 :data:`JOINT_TOKENS` at serving time), so every turn is encoded again with each message.
-``fused``: each turn's text is encoded alone, without its role, and the window is the
-normalised weighted sum of its turns, most recent first. At serving time the newest turn is
+``fused``: each turn's text is encoded alone (a customer's as written, an agent's or the
+bot's tagged ``agent: ``), and the window is the normalised weighted sum of its turns, most
+recent first. At serving time the newest turn is
 the customer's message, whose embedding the intent head reads anyway, and the turns before it
 were seen before (:class:`TurnCache`), so a message costs one short encoder sequence instead
 of two. A ranker is trained for the encoding its bundle serves (``training.ranker``).
@@ -31,19 +32,14 @@ first, so the oldest words go): half the encoder's limit, at no measured loss on
 (recall@1 0.5531 vs 0.5533 at 128; 0.548 at 48, 0.517 at 32), for about half the cost."""
 FUSED_WEIGHTS = (1.0, 0.5, 0.25)
 """Turn weights of a fused window, most recent turn first (decay 0.5; BENCHMARKS.md)."""
-_ROLES = ("customer: ", "agent: ")
+_CUSTOMER = "customer: "
 
 
 def window_turns(context: str) -> list[str]:
-    """The turn texts of a window written by ``context_text``, most recent first, roles off."""
-    turns = []
-    for part in context.split(SEPARATOR):
-        for role in _ROLES:
-            if part.startswith(role):
-                part = part[len(role) :]
-                break
-        turns.append(part)
-    return turns
+    """The turn texts of a window written by ``context_text``, most recent first: a
+    customer's turn as written (so the message's embedding is the intents' one), an agent's
+    or the bot's tagged ``agent: `` (who said it is part of what it means)."""
+    return [part.removeprefix(_CUSTOMER) for part in context.split(SEPARATOR)]
 
 
 def fuse(turns: Sequence[Vectors], weights: Sequence[float]) -> Vectors:

@@ -53,9 +53,10 @@ class HashEncoder:
 
 
 def test_window_turns_undo_context_text() -> None:
-    """The turns of a window come back most recent first, without their roles."""
+    """The turns of a window come back most recent first: the customer's as written (the
+    message's own text), an agent's tagged with its role."""
     window = context_text([(C, "where is my parcel"), (A, "customer: it ships today"), (C, "ok")])
-    assert window_turns(window) == ["ok", "customer: it ships today", "where is my parcel"]
+    assert window_turns(window) == ["ok", "agent: customer: it ships today", "where is my parcel"]
     assert window_turns(message_window([], "hi")) == ["hi"]
 
 
@@ -87,12 +88,11 @@ def test_fused_windows_encode_each_distinct_turn_once() -> None:
     ]
     encoding = ContextEncoding("fused")
     got = encoding.encode(encoder.encode, windows)
-    assert sorted(encoder.encoded) == ["a refund", "hello", "how can I help?", "my parcel"]
+    assert sorted(encoder.encoded) == ["a refund", "agent: how can I help?", "hello", "my parcel"]
     e = dict(zip(encoder.encoded, encoder.encode(encoder.encoded), strict=True))
-    assert np.allclose(
-        got[0], fuse([e["my parcel"], e["how can I help?"], e["hello"]], (1, 0.5, 0.25))
-    )
-    assert np.allclose(got[1], fuse([e["a refund"], e["how can I help?"]], (1, 0.5, 0.25)))
+    helping = e["agent: how can I help?"]
+    assert np.allclose(got[0], fuse([e["my parcel"], helping, e["hello"]], (1, 0.5, 0.25)))
+    assert np.allclose(got[1], fuse([e["a refund"], helping], (1, 0.5, 0.25)))
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0)
 
 
@@ -155,14 +155,18 @@ def test_a_fused_bundle_serves_the_windows_it_indexed_encoding_only_new_text() -
     history: list[tuple[str, str]] = [("customer", "hi"), ("bot", "Hello! How can I help?")]
     first = message_window(history, "my parcel never came")
     (analysis,) = bundle.analyze(["my parcel never came"], [first])
-    assert sorted(encoder.encoded) == ["Hello! How can I help?", "hi", "my parcel never came"]
+    assert sorted(encoder.encoded) == [
+        "agent: Hello! How can I help?",
+        "hi",
+        "my parcel never came",
+    ]
     assert analysis.replies[0].text == "I'll resend it."
 
     encoder.calls.clear()
     history += [("customer", "my parcel never came"), ("bot", "Sorry! Your order number?")]
     second = message_window(history, "it is 1234")
     bundle.analyze(["it is 1234"], [second])
-    assert encoder.encoded == ["it is 1234", "Sorry! Your order number?"]  # one pass
+    assert encoder.encoded == ["it is 1234", "agent: Sorry! Your order number?"]  # one pass
     assert len(encoder.calls) == 1
 
     # what the server queries with is what indexing makes of the same window

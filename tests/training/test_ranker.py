@@ -120,8 +120,8 @@ def test_too_few_pairs_keep_the_base_encoder_and_say_why(
 
 
 def test_fused_training_queries_are_the_served_fusion_of_turn_embeddings() -> None:
-    """A fused window is trained as it is served: each turn embedded alone (no role), the
-    weighted sum normalised; joint windows are one sequence."""
+    """A fused window is trained as it is served: each turn embedded alone (an agent's
+    tagged with its role), the weighted sum normalised; joint windows are one sequence."""
     from retrieval.context import ContextEncoding, fuse
     from retrieval.pairs import context_text
 
@@ -134,12 +134,9 @@ def test_fused_training_queries_are_the_served_fusion_of_turn_embeddings() -> No
     with torch.no_grad():
         trained = ranker.embed_contexts(encoder, windows, fused).numpy()
         joint = ranker.embed_contexts(encoder, windows, ContextEncoding()).numpy()
-    e = dict(zip(["my parcel", "which order?", "order 12"], encoder.encode(
-        ["my parcel", "which order?", "order 12"]), strict=True))  # fmt: skip
-    assert np.allclose(
-        trained[0], fuse([e["which order?"], e["my parcel"]], fused.weights), atol=1e-5
-    )
-    assert np.allclose(
-        trained[1], fuse([e["order 12"], e["which order?"]], fused.weights), atol=1e-5
-    )
+    texts = ["my parcel", "agent: which order?", "order 12"]
+    e = dict(zip(texts, encoder.encode(texts), strict=True))
+    asked = e["agent: which order?"]
+    assert np.allclose(trained[0], fuse([asked, e["my parcel"]], fused.weights), atol=1e-5)
+    assert np.allclose(trained[1], fuse([e["order 12"], asked], fused.weights), atol=1e-5)
     assert np.allclose(joint, encoder.encode(windows), atol=1e-5)
