@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     compressed connection holds ~40 KB more of zlib state (10,000 idle widgets: ~0.4 GiB)."""
     encoder_int8: bool = False
     """Serve the encoder's int8 export (per-channel, 7-bit weights): a message encodes in
-    0.68x the time and batches run 1.39x faster on 2 AVX2 cores; Banking77 accuracy kept,
-    BANKING77-OOS in-scope accuracy 0.3-0.4 point lower (BENCHMARKS.md)."""
+    0.53x the time on 2 AVX-512 VNNI cores (0.68x on AVX2) and batches run 2.1x (1.39x)
+    faster; Banking77 accuracy within 0.04 point, BANKING77-OOS in-scope accuracy up to 0.4
+    point lower (BENCHMARKS.md)."""
     batch_wait_ms: float = Field(default=0.0, ge=0)
     """How long the micro-batcher holds a message for others to share its encoder pass.
     0: none; the messages that arrive while a pass runs make the next batch. Against 3 ms,

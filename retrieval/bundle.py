@@ -154,27 +154,28 @@ class Bundle:
     def _encode_fused(
         self, texts: Sequence[str], contexts: Sequence[str]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """-> (message embeddings, query embeddings), both (B, D): one encoder pass over the
-        messages and the earlier turns not in the cache; the window's newest turn is the
-        message itself."""
+        """-> (message embeddings, query embeddings), both (B, D). A window's newest turn is
+        its message; one encoder pass takes the messages and the earlier turns not in the turn
+        cache, and all of them go into it. Messages are always encoded, cached or not: a
+        repeated "hi" would be free, but the benchmarks' fixed phrases would then measure
+        no encoder at all."""
+        if not texts:
+            empty = np.zeros((0, self.encoder.dim), dtype=np.float32)
+            return empty, empty
         weights = self.context_encoding.weights
-        earlier = [window_turns(c)[1 : len(weights)] if c else [] for c in contexts]
-        wanted = sorted({t for turns in earlier for t in turns})
-        known = dict(zip(wanted, self.turns.get_many(wanted), strict=True))
-        missing = [t for t in wanted if known[t] is None]
-        fresh = list(dict.fromkeys([*texts, *missing]))  # each distinct text once
+        windows = [
+            [text, *(window_turns(context)[1 : len(weights)] if context else [])]
+            for text, context in zip(texts, contexts, strict=True)
+        ]
+        earlier = list(dict.fromkeys(t for turns in windows for t in turns[1:]))
+        found = self.turns.get_many(earlier)
+        known = {t: v for t, v in zip(earlier, found, strict=True) if v is not None}
+        fresh = list(dict.fromkeys([*texts, *(t for t in earlier if t not in known)]))
         vectors = self.encoder.encode(fresh)  # (F, D)
-        row = {text: i for i, text in enumerate(fresh)}
         self.turns.put_many(fresh, vectors)
-        messages = vectors[[row[t] for t in texts]]
-        queries = messages.copy()
-        for i, turns in enumerate(earlier):
-            if turns:
-                stack = [
-                    messages[i],
-                    *(vectors[row[t]] if known[t] is None else known[t] for t in turns),
-                ]
-                queries[i] = fuse(stack, weights)
+        known.update(zip(fresh, vectors, strict=True))
+        messages = np.stack([known[t] for t in texts])
+        queries = np.stack([fuse([known[t] for t in turns], weights) for turns in windows])
         return messages, queries
 
 

@@ -83,17 +83,14 @@ class ContextEncoding:
             if serving:
                 return encode(contexts, max_tokens=JOINT_TOKENS)
             return encode(contexts)
-        windows = [window_turns(c) for c in contexts]
-        distinct = sorted({t for turns in windows for t in turns[: len(self.weights)]})
-        row = {text: i for i, text in enumerate(distinct)}
-        embedded = encode(distinct) if distinct else None
-        out: list[Vectors] = []
-        for turns in windows:
-            assert embedded is not None
-            out.append(fuse([embedded[row[t]] for t in turns[: len(self.weights)]], self.weights))
-        if not out:
+        windows = [window_turns(c)[: len(self.weights)] for c in contexts]
+        if not windows:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack(out).astype(np.float32, copy=False)
+        distinct = sorted({t for turns in windows for t in turns})
+        row = {text: i for i, text in enumerate(distinct)}
+        embedded = encode(distinct)  # (T, D)
+        fused = [fuse([embedded[row[t]] for t in turns], self.weights) for turns in windows]
+        return np.stack(fused).astype(np.float32, copy=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "weights": list(self.weights)}

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from retrieval.context import Mode
+
 
 @dataclass(frozen=True)
 class TrainingArguments:
@@ -32,7 +34,7 @@ class TrainingArguments:
     """Keep the token embedding table fixed: 20 % faster steps on CPU, no loss measured."""
     examples_budget: int = 40_000
     """Auto epochs: about this many training examples seen in all (3 to 10 epochs)."""
-    context: str = "joint"
+    context: Mode = "joint"
     """How the dialogue index reads a context window (``retrieval.context``): ``joint``
     encodes the window as one sequence; ``fused`` sums its turns' embeddings, so serving
     encodes only the new message."""

@@ -99,7 +99,7 @@ def index_dialogues(
     pairs = dialogue_pairs(logs, redact=redact)
     if not pairs:
         raise TrainingError("no (context, reply) pairs: expected agent turns after customer turns")
-    context = ContextEncoding(args.context)  # type: ignore[arg-type]  # checked by args
+    context = ContextEncoding(args.context)
     index = build_index(encoder, pairs, kind, context)
     _, held_out = split_conversations(logs, args.valid_fraction, args.seed)
     calibration = fit_reply_calibration(

@@ -102,7 +102,7 @@ def train_bot(
     spec = definition.redaction
     rules = RedactionRules(spec.order_number, spec.keep, spec.phone_region)
     pairs = dialogue_pairs(chat_logs, redact=Redactor(rules))
-    context = ContextEncoding(args.context)  # type: ignore[arg-type]  # checked by args
+    context = ContextEncoding(args.context)
     index = build_index(encoder, pairs, context=context)
     ranker_args = RankerArguments()
     _, held_out = split_conversations(chat_logs, ranker_args.valid_fraction, ranker_args.seed)

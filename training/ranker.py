@@ -29,7 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from retrieval.chatlog import ChatLog
-from retrieval.context import ContextEncoding, window_turns
+from retrieval.context import ContextEncoding, Mode, window_turns
 from retrieval.encoder import Encoder
 from retrieval.index import IndexedTurn
 from retrieval.pairs import dialogue_pairs
@@ -69,7 +69,7 @@ class RankerArguments:
     valid_fraction: float = 0.05
     """Share of conversations held out to pick the best epoch (none under 20 conversations)."""
     freeze_word_embeddings: bool = True
-    context: str = "joint"
+    context: Mode = "joint"
     """How a context window is encoded, and trained for (``retrieval.context``): ``joint``
     (one sequence) or ``fused`` (each turn alone, summed; serving encodes one message)."""
     max_length: int = 128
@@ -226,7 +226,7 @@ def train_ranker(
     out for validation pick the best epoch."""
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
-    context = ContextEncoding(args.context)  # type: ignore[arg-type]  # checked by args
+    context = ContextEncoding(args.context)
     train_logs, valid_logs = split_conversations(logs, args.valid_fraction, args.seed)
     cases: list[RankingCase] = []
     if valid_logs:
