@@ -1,4 +1,4 @@
-"""The conversation store: SQLAlchemy Core (async) over SQLite or PostgreSQL (DESIGN §5).
+"""The conversation store: SQLAlchemy Core over SQLite or PostgreSQL (DESIGN §5).
 
 It is the source of truth for conversations and their events (messages and status changes).
 Every event gets the conversation's next sequence number, so a client that reconnects asks
@@ -10,29 +10,29 @@ migrations in ``channels/migrations``, run by :meth:`Store.open` and :func:`upgr
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import secrets
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, nullcontext
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Dialect, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.types import ConversationStatus, Role, Turn
-from channels import sqlite_driver
+from channels.store_access import WRITE_OPTION, Access, AsyncAccess, ThreadAccess
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -50,8 +50,8 @@ EXTERNAL_ID_MAX_CHARS: Final = 200
 SQLITE_BUSY_TIMEOUT_MS: Final = 30_000
 """How long a SQLite writer waits for another one to commit before "database is locked"."""
 
-_WRITE: Final = "frontdesk_write"
-"""Execution option marking write transactions (``BEGIN IMMEDIATE`` on SQLite)."""
+AnyRow: TypeAlias = "sa.Row[*tuple[Any, ...]]"
+Rows: TypeAlias = Sequence[AnyRow]
 
 _MIGRATION_LOCK: Final = 0x66726F6E74646B  # "frontdk": a PostgreSQL advisory lock key
 
@@ -383,7 +383,7 @@ processes are kept out by the database (BEGIN IMMEDIATE, an advisory lock)."""
 async def _migrate_engine(engine: AsyncEngine) -> None:
     """Run the migrations to head on ``engine`` without leaving the event loop."""
     lock = _MIGRATING.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-    async with lock, engine.execution_options(**{_WRITE: True}).begin() as conn:
+    async with lock, engine.execution_options(**{WRITE_OPTION: True}).begin() as conn:
         await conn.run_sync(_upgrade_on, engine.url.render_as_string(hide_password=False))
 
 
@@ -400,19 +400,42 @@ def _upgrade_on(connection: Connection, url: str) -> None:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, foreign keys and real transactions."""
+    """An async engine for ``url``; SQLite gets WAL, foreign keys and real transactions.
+
+    The store runs its SQLite operations on a synchronous engine instead
+    (:func:`make_sync_engine`); this one migrates the schema and serves ad hoc readers.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(parsed, pool_pre_ping=True)
-    if parsed.get_driver_name() == "aiosqlite":
-        # the same driver, one worker-thread round trip per statement (channels.sqlite_driver)
-        parsed = parsed.set(drivername=f"sqlite+{sqlite_driver.DRIVER}")
-    database = parsed.database or ""
+    _make_parent(parsed.database)
+    engine = create_async_engine(parsed)
+    _configure_sqlite(engine.sync_engine)
+    return engine
+
+
+def make_sync_engine(url: str) -> Engine:
+    """A synchronous SQLite engine (the standard ``sqlite3`` module) for the same database
+    as ``url``, configured like :func:`make_engine`'s; its connections may move between
+    threads (each is used by one thread at a time)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        raise ValueError(f"make_sync_engine is for SQLite URLs, got {parsed.get_backend_name()}")
+    _make_parent(parsed.database)
+    engine = sa.create_engine(
+        parsed.set(drivername="sqlite+pysqlite"), connect_args={"check_same_thread": False}
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _make_parent(database: str | None) -> None:
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(parsed)
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: object) -> None:
         # Take transaction control away from the sqlite3 driver (its legacy mode runs
         # SELECTs outside the transaction, so a read-check-write is not atomic);
@@ -424,33 +447,37 @@ def make_engine(url: str) -> AsyncEngine:
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # Writers take the write lock up front: a deferred transaction that reads and then
         # writes fails at once with "database is locked" when another writer committed in
         # between (the busy timeout cannot help it), and its read would be stale anyway.
-        write = conn.get_execution_options().get(_WRITE, False)
+        write = conn.get_execution_options().get(WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
 
 
 class Store:
-    """Conversations and their numbered events; safe to share between tasks."""
+    """Conversations and their numbered events; safe to share between tasks.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Every method is one operation of :mod:`channels.store_access`: a synchronous function
+    over one transaction, run on SQLite's worker threads or through the async driver.
+    """
+
+    def __init__(self, engine: AsyncEngine, access: Access | None = None) -> None:
         self.engine = engine
-        self._writer = engine.execution_options(**{_WRITE: True})
-        # SQLite has one writer at a time. Queueing this process's writers here is much
-        # faster than letting them poll the file lock (the busy timeout sleeps up to 100 ms
-        # between tries); the busy timeout still covers writers in other processes.
-        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        if access is None:
+            if engine.dialect.name == "sqlite":
+                access = ThreadAccess(make_sync_engine(engine.url.render_as_string(False)))
+            else:
+                access = AsyncAccess(engine)
+        self._access = access
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction, committed when the block ends."""
-        async with self._write_lock or nullcontext(), self._writer.begin() as conn:
-            yield conn
+    @property
+    def sync_engine(self) -> Engine:
+        """The engine the operations' statements run on (for event listeners)."""
+        if isinstance(self._access, ThreadAccess):
+            return self._access.engine
+        return self.engine.sync_engine
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -465,16 +492,30 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        await self._access.close()
         await self.engine.dispose()
 
     async def ping(self, timeout_s: float = 5.0) -> bool:
         """True when the database answers ``SELECT 1`` within ``timeout_s``."""
         try:
-            async with asyncio.timeout(timeout_s), self.engine.connect() as conn:
-                await conn.execute(sa.text("SELECT 1"))
+            async with asyncio.timeout(timeout_s):
+                await self._all(sa.text("SELECT 1"))
         except Exception:  # a health check reports failure, whatever its cause
             return False
         return True
+
+    async def _execute(self, statement: sa.Executable) -> int:
+        """One statement in a write transaction of its own; the rows it matched."""
+        return await self._access.write(lambda conn: conn.execute(statement).rowcount)
+
+    async def _first(self, query: sa.Executable) -> AnyRow | None:
+        return await self._access.read(lambda conn: conn.execute(query).first())
+
+    async def _scalar(self, query: sa.Executable) -> Any:
+        return await self._access.read(lambda conn: conn.execute(query).scalar())
+
+    async def _all(self, query: sa.Executable) -> Rows:
+        return await self._access.read(lambda conn: conn.execute(query).all())
 
     async def create_conversation(
         self, channel: str, now: datetime, *, external_id: str | None = None
@@ -495,21 +536,19 @@ class Store:
             last_seq=0,
             low_confidence_streak=0,
         )
-        async with self._write() as conn:
-            await conn.execute(
-                conversations.insert().values(
-                    id=record.id,
-                    token_hash=hash_token(token),
-                    channel=channel,
-                    status=record.status.value,
-                    created_at=now,
-                    updated_at=now,
-                    last_seq=0,
-                    low_confidence_streak=0,
-                    meta={},
-                    external_id=external_id,
-                )
-            )
+        values: dict[str, object] = {
+            "id": record.id,
+            "token_hash": hash_token(token),
+            "channel": channel,
+            "status": record.status.value,
+            "created_at": now,
+            "updated_at": now,
+            "last_seq": 0,
+            "low_confidence_streak": 0,
+            "meta": {},
+            "external_id": external_id,
+        }
+        await self._access.write(lambda conn: conn.execute(_INSERT_CONVERSATION, values))
         return record, token
 
     async def conversation_for(
@@ -524,13 +563,14 @@ class Store:
             found = await self._by_external_id(channel, external_id)
             if found is not None and found.status is not ConversationStatus.CLOSED:
                 return found
-            async with self._write() as conn:
-                if found is not None:  # closed: free the key for a new conversation
-                    await conn.execute(
-                        conversations.update()
-                        .where(conversations.c.id == found.id)
-                        .values(external_id=f"{found.id}:{external_id}"[:EXTERNAL_ID_MAX_CHARS])
-                    )
+            if found is not None:  # closed: free the key for a new conversation
+                archived = f"{found.id}:{external_id}"[:EXTERNAL_ID_MAX_CHARS]
+                update = (
+                    conversations.update()
+                    .where(conversations.c.id == found.id)
+                    .values(external_id=archived)
+                )
+                await self._execute(update)
             try:
                 record, _token = await self.create_conversation(
                     channel, now, external_id=external_id
@@ -541,25 +581,16 @@ class Store:
         raise StoreError(f"could not open a conversation for {channel}:{external_id}")
 
     async def _by_external_id(self, channel: str, external_id: str) -> ConversationRecord | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(conversations).where(
-                        conversations.c.channel == channel,
-                        conversations.c.external_id == external_id,
-                    )
-                )
-            ).first()
+        query = sa.select(conversations).where(
+            conversations.c.channel == channel, conversations.c.external_id == external_id
+        )
+        row = await self._first(query)
         return None if row is None else _record(row._mapping)
 
     async def meta_of(self, conversation_id: str) -> dict[str, object]:
         """The conversation's free-form JSON (e.g. a messaging channel's reply address)."""
-        async with self.engine.connect() as conn:
-            meta = (
-                await conn.execute(
-                    sa.select(conversations.c.meta).where(conversations.c.id == conversation_id)
-                )
-            ).scalar()
+        query = sa.select(conversations.c.meta).where(conversations.c.id == conversation_id)
+        meta = await self._scalar(query)
         if meta is None:
             raise UnknownConversation(conversation_id)
         return dict(meta)
@@ -567,39 +598,31 @@ class Store:
     async def update_meta(self, conversation_id: str, values: Mapping[str, object]) -> None:
         """Set keys of the conversation's free-form JSON (others are kept)."""
         values = _json_object(values)
-        async with self._write() as conn:
-            meta = (
-                await conn.execute(
-                    sa.select(conversations.c.meta).where(conversations.c.id == conversation_id)
-                )
+
+        def op(conn: Connection) -> None:
+            meta = conn.execute(
+                sa.select(conversations.c.meta).where(conversations.c.id == conversation_id)
             ).scalar()
             if meta is None:
                 raise UnknownConversation(conversation_id)
-            await conn.execute(
+            conn.execute(
                 conversations.update()
                 .where(conversations.c.id == conversation_id)
                 .values(meta={**meta, **values})
             )
 
+        await self._access.write(op)
+
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(conversations).where(conversations.c.id == conversation_id)
-                )
-            ).first()
+        row = await self._access.read(
+            lambda conn: conn.execute(_CONVERSATION, {"cid": conversation_id}).first()
+        )
         return None if row is None else _record(row._mapping)
 
     async def check_token(self, conversation_id: str, token: str) -> bool:
         """True if ``token`` is the conversation's token; False for unknown ids."""
-        async with self.engine.connect() as conn:
-            stored = (
-                await conn.execute(
-                    sa.select(conversations.c.token_hash).where(
-                        conversations.c.id == conversation_id
-                    )
-                )
-            ).scalar()
+        query = sa.select(conversations.c.token_hash).where(conversations.c.id == conversation_id)
+        stored = await self._scalar(query)
         if stored is None:
             return False
         return hmac.compare_digest(str(stored), hash_token(token))
@@ -614,20 +637,19 @@ class Store:
         takes no messages (:class:`ClosedConversation`).
         """
         _check_id("client_id", client_id, CLIENT_ID_MAX_CHARS)
-        now = _utc(now)
+        append = functools.partial(
+            _append,
+            conversation_id=conversation_id,
+            kind=MESSAGE,
+            role=Role.CUSTOMER,
+            text=text,
+            client_id=client_id,
+            payload={},
+            now=_utc(now),
+            refuse_closed=True,
+        )
         try:
-            async with self._write() as conn:
-                created = await _append(
-                    conn,
-                    conversation_id,
-                    kind=MESSAGE,
-                    role=Role.CUSTOMER,
-                    text=text,
-                    client_id=client_id,
-                    payload={},
-                    now=now,
-                    refuse_closed=True,
-                )
+            created = await self._access.write(append)
         except IntegrityError:
             # The client_id is stored already (a retry, or a concurrent call that won):
             # our transaction, with its sequence number, was rolled back. Retries are rare,
@@ -655,18 +677,17 @@ class Store:
         if kind != MESSAGE:
             hint = "; use set_status() to change the status" if kind == STATUS else ""
             raise ValueError(f"append_event stores {MESSAGE!r} events, got kind {kind!r}{hint}")
-        now = _utc(now)
-        async with self._write() as conn:
-            return await _append(
-                conn,
-                conversation_id,
-                kind=kind,
-                role=role,
-                text=text,
-                client_id=None,
-                payload=payload,
-                now=now,
-            )
+        append = functools.partial(
+            _append,
+            conversation_id=conversation_id,
+            kind=kind,
+            role=role,
+            text=text,
+            client_id=None,
+            payload=payload,
+            now=_utc(now),
+        )
+        return await self._access.write(append)
 
     async def set_status(
         self,
@@ -683,20 +704,19 @@ class Store:
         two racing moves from the same status only one succeeds.
         """
         now = _utc(now)
-        async with self._write() as conn:
-            current = (
-                await conn.execute(
-                    sa.select(conversations.c.status)
-                    .where(conversations.c.id == conversation_id)
-                    .with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE locks already
-                )
+
+        def op(conn: Connection) -> StoredEvent:
+            current = conn.execute(
+                sa.select(conversations.c.status)
+                .where(conversations.c.id == conversation_id)
+                .with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE locks already
             ).scalar()
             if current is None:
                 raise UnknownConversation(conversation_id)
             ConversationStatus(current).check_transition(status)
-            return await _append(
+            return _append(
                 conn,
-                conversation_id,
+                conversation_id=conversation_id,
                 kind=STATUS,
                 role=None,
                 text=None,
@@ -706,35 +726,38 @@ class Store:
                 status=status,
             )
 
+        return await self._access.write(op)
+
     async def set_low_confidence_streak(self, conversation_id: str, value: int) -> None:
         if value < 0:
             raise ValueError(f"low_confidence_streak must be >= 0, got {value}")
-        async with self._write() as conn:
-            result = await conn.execute(
-                conversations.update()
-                .where(conversations.c.id == conversation_id)
-                .values(low_confidence_streak=value)
-            )
-            if result.rowcount == 0:
-                raise UnknownConversation(conversation_id)
+        update = (
+            conversations.update()
+            .where(conversations.c.id == conversation_id)
+            .values(low_confidence_streak=value)
+        )
+        if await self._execute(update) == 0:
+            raise UnknownConversation(conversation_id)
 
     async def events_after(
         self, conversation_id: str, last_seq: int, limit: int = 1000
     ) -> list[StoredEvent]:
         """Up to ``limit`` events with a sequence number above ``last_seq``, in order."""
         _check_limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(events)
-                    .where(events.c.conversation_id == conversation_id, events.c.seq > last_seq)
-                    .order_by(events.c.seq)
-                    .limit(limit)
-                )
-            ).all()
+        query = (
+            sa.select(events)
+            .where(events.c.conversation_id == conversation_id, events.c.seq > last_seq)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+
+        def op(conn: Connection) -> Rows:
+            rows = conn.execute(query).all()
             if not rows:
-                await _require(conn, conversation_id)
-        return [_event(row._mapping) for row in rows]
+                _require(conn, conversation_id)
+            return rows
+
+        return [_event(row._mapping) for row in await self._access.read(op)]
 
     async def recent_turns(
         self, conversation_id: str, limit: int, before_seq: int | None = None
@@ -742,11 +765,14 @@ class Store:
         """The last ``limit`` messages (customer, bot and agent) as turns, oldest first;
         only those with a sequence number below ``before_seq`` when it is given."""
         _check_limit(limit)
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(_turns_query(conversation_id, limit, before_seq))).all()
+
+        def op(conn: Connection) -> Rows:
+            rows = _turns_rows(conn, conversation_id, limit, before_seq)
             if not rows:
-                await _require(conn, conversation_id)
-        return _turns(rows)
+                _require(conn, conversation_id)
+            return rows
+
+        return _turns(await self._access.read(op))
 
     async def conversation_with_turns(
         self, conversation_id: str, limit: int, before_seq: int | None = None
@@ -754,27 +780,21 @@ class Store:
         """:meth:`get_conversation` and :meth:`recent_turns` in one read (what answering a
         message needs); ``(None, ())`` for an unknown id."""
         _check_limit(limit)
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(conversations).where(conversations.c.id == conversation_id)
-                )
-            ).first()
+
+        def op(conn: Connection) -> tuple[ConversationRecord | None, tuple[Turn, ...]]:
+            row = conn.execute(_CONVERSATION, {"cid": conversation_id}).first()
             if row is None:
                 return None, ()
-            rows = (await conn.execute(_turns_query(conversation_id, limit, before_seq))).all()
-        return _record(row._mapping), _turns(rows)
+            rows = _turns_rows(conn, conversation_id, limit, before_seq)
+            return _record(row._mapping), _turns(rows)
+
+        return await self._access.read(op)
 
     async def _by_client_id(self, conversation_id: str, client_id: str) -> StoredEvent | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(events).where(
-                        events.c.conversation_id == conversation_id,
-                        events.c.client_id == client_id,
-                    )
-                )
-            ).first()
+        query = sa.select(events).where(
+            events.c.conversation_id == conversation_id, events.c.client_id == client_id
+        )
+        row = await self._first(query)
         return None if row is None else _event(row._mapping)
 
     # --- the agent console ---------------------------------------------------------------
@@ -787,18 +807,16 @@ class Store:
         _check_id("email", email, EMAIL_MAX_CHARS)
         _check_id("name", name, NAME_MAX_CHARS)
         record = AgentRecord(uuid.uuid4().hex, email, name, AgentRole(role), _utc(now))
+        insert = agents.insert().values(
+            id=record.id,
+            email=email,
+            name=name,
+            password_hash=password_hash,
+            role=record.role.value,
+            created_at=record.created_at,
+        )
         try:
-            async with self._write() as conn:
-                await conn.execute(
-                    agents.insert().values(
-                        id=record.id,
-                        email=email,
-                        name=name,
-                        password_hash=password_hash,
-                        role=record.role.value,
-                        created_at=record.created_at,
-                    )
-                )
+            await self._execute(insert)
         except IntegrityError:
             raise AgentExists(
                 f"an agent with email {email!r} exists already; pick another email"
@@ -807,24 +825,18 @@ class Store:
 
     async def agent_login(self, email: str) -> tuple[AgentRecord, str] | None:
         """The agent with ``email`` and its password hash, or None."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(agents).where(agents.c.email == normalize_email(email))
-                )
-            ).first()
+        query = sa.select(agents).where(agents.c.email == normalize_email(email))
+        row = await self._first(query)
         return None if row is None else (_agent(row._mapping), str(row.password_hash))
 
     async def set_password_hash(self, agent_id: str, password_hash: str) -> None:
         """Store a new hash (a rehash with stronger parameters, a password change)."""
-        async with self._write() as conn:
-            await conn.execute(
-                agents.update().where(agents.c.id == agent_id).values(password_hash=password_hash)
-            )
+        update = agents.update().where(agents.c.id == agent_id).values(password_hash=password_hash)
+        await self._execute(update)
 
     async def get_agent(self, agent_id: str) -> AgentRecord | None:
-        async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(agents).where(agents.c.id == agent_id))).first()
+        query = sa.select(agents).where(agents.c.id == agent_id)
+        row = await self._first(query)
         return None if row is None else _agent(row._mapping)
 
     async def create_session(
@@ -833,50 +845,44 @@ class Store:
         """Store a console session (by its token's keyed hash); drops the agent's expired
         sessions on the way."""
         now = _utc(now)
-        async with self._write() as conn:
-            await conn.execute(
-                agent_sessions.delete().where(
-                    agent_sessions.c.agent_id == agent_id, agent_sessions.c.expires_at <= now
-                )
-            )
-            await conn.execute(
-                agent_sessions.insert().values(
-                    token_hash=token_hash,
-                    agent_id=agent_id,
-                    created_at=now,
-                    expires_at=_utc(expires_at),
-                )
-            )
+        expired = agent_sessions.delete().where(
+            agent_sessions.c.agent_id == agent_id, agent_sessions.c.expires_at <= now
+        )
+        insert = agent_sessions.insert().values(
+            token_hash=token_hash, agent_id=agent_id, created_at=now, expires_at=_utc(expires_at)
+        )
+
+        def op(conn: Connection) -> None:
+            conn.execute(expired)
+            conn.execute(insert)
+
+        await self._access.write(op)
 
     async def session_agent(self, token_hash: str, now: datetime) -> AgentRecord | None:
         """The agent of an unexpired session, or None."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(agents)
-                    .join(agent_sessions, agent_sessions.c.agent_id == agents.c.id)
-                    .where(
-                        agent_sessions.c.token_hash == token_hash,
-                        agent_sessions.c.expires_at > _utc(now),
-                    )
-                )
-            ).first()
+        query = (
+            sa.select(agents)
+            .join(agent_sessions, agent_sessions.c.agent_id == agents.c.id)
+            .where(
+                agent_sessions.c.token_hash == token_hash,
+                agent_sessions.c.expires_at > _utc(now),
+            )
+        )
+        row = await self._first(query)
         return None if row is None else _agent(row._mapping)
 
     async def delete_session(self, token_hash: str) -> None:
-        async with self._write() as conn:
-            await conn.execute(
-                agent_sessions.delete().where(agent_sessions.c.token_hash == token_hash)
-            )
+        delete = agent_sessions.delete().where(agent_sessions.c.token_hash == token_hash)
+        await self._execute(delete)
 
     async def waiting_count(self) -> int:
         """How many conversations wait for an agent (status ``waiting``)."""
-        async with self.engine.connect() as conn:
-            count = await conn.scalar(
-                sa.select(sa.func.count())
-                .select_from(conversations)
-                .where(conversations.c.status == ConversationStatus.WAITING.value)
-            )
+        query = (
+            sa.select(sa.func.count())
+            .select_from(conversations)
+            .where(conversations.c.status == ConversationStatus.WAITING.value)
+        )
+        count = await self._scalar(query)
         return int(count or 0)
 
     async def waiting_queue(self) -> list[QueueEntry]:
@@ -919,8 +925,7 @@ class Store:
             .where(conversations.c.status == ConversationStatus.WAITING.value)
             .order_by(events.c.created_at, conversations.c.id)
         )
-        async with self.engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self._all(query)
         return [
             QueueEntry(
                 conversation_id=r.id,
@@ -943,109 +948,102 @@ class Store:
         does anyone taking a conversation that is not waiting).
         """
         now = _utc(now)
-        async with self._write() as conn:
-            seq = (
-                await conn.execute(
-                    conversations.update()
-                    .where(
-                        conversations.c.id == conversation_id,
-                        conversations.c.status == ConversationStatus.WAITING.value,
-                    )
-                    .values(
-                        status=ConversationStatus.AGENT.value,
-                        last_seq=conversations.c.last_seq + 1,
-                        updated_at=now,
-                    )
-                    .returning(conversations.c.last_seq)
+        payload: dict[str, object] = {
+            "status": ConversationStatus.AGENT.value,
+            "reason": None,
+            "agent_id": agent_id,
+        }
+
+        def op(conn: Connection) -> int | None:
+            seq = conn.execute(
+                conversations.update()
+                .where(
+                    conversations.c.id == conversation_id,
+                    conversations.c.status == ConversationStatus.WAITING.value,
                 )
+                .values(
+                    status=ConversationStatus.AGENT.value,
+                    last_seq=conversations.c.last_seq + 1,
+                    updated_at=now,
+                )
+                .returning(conversations.c.last_seq)
             ).scalar()
             if seq is None:
-                await _require(conn, conversation_id)
+                _require(conn, conversation_id)
                 return None
-            payload: dict[str, object] = {
-                "status": ConversationStatus.AGENT.value,
-                "reason": None,
-                "agent_id": agent_id,
-            }
-            await conn.execute(
-                events.insert().values(
-                    conversation_id=conversation_id,
-                    seq=seq,
-                    kind=STATUS,
-                    role=None,
-                    text=None,
-                    client_id=None,
-                    payload=payload,
-                    created_at=now,
-                )
+            conn.execute(
+                _INSERT_EVENT,
+                {
+                    "conversation_id": conversation_id,
+                    "seq": seq,
+                    "kind": STATUS,
+                    "role": None,
+                    "text": None,
+                    "client_id": None,
+                    "payload": payload,
+                    "created_at": now,
+                },
             )
-            await conn.execute(
+            conn.execute(
                 assignments.delete().where(assignments.c.conversation_id == conversation_id)
             )
-            await conn.execute(
+            conn.execute(
                 assignments.insert().values(
                     conversation_id=conversation_id, agent_id=agent_id, taken_at=now
                 )
             )
+            return int(seq)
+
+        seq = await self._access.write(op)
+        if seq is None:
+            return None
         return StoredEvent(
-            conversation_id, int(seq), STATUS, None, None, None, MappingProxyType(payload), now
+            conversation_id, seq, STATUS, None, None, None, MappingProxyType(payload), now
         )
 
     async def assigned_agent(self, conversation_id: str) -> str | None:
         """The id of the agent who took the conversation last, or None."""
-        async with self.engine.connect() as conn:
-            found = (
-                await conn.execute(
-                    sa.select(assignments.c.agent_id).where(
-                        assignments.c.conversation_id == conversation_id
-                    )
-                )
-            ).scalar()
+        query = sa.select(assignments.c.agent_id).where(
+            assignments.c.conversation_id == conversation_id
+        )
+        found = await self._scalar(query)
         return None if found is None else str(found)
 
     async def agent_conversations(self, agent_id: str) -> list[ConversationRecord]:
         """Conversations with status ``agent`` that ``agent_id`` took, oldest first."""
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(conversations)
-                    .join(assignments, assignments.c.conversation_id == conversations.c.id)
-                    .where(
-                        assignments.c.agent_id == agent_id,
-                        conversations.c.status == ConversationStatus.AGENT.value,
-                    )
-                    .order_by(assignments.c.taken_at)
-                )
-            ).all()
+        query = (
+            sa.select(conversations)
+            .join(assignments, assignments.c.conversation_id == conversations.c.id)
+            .where(
+                assignments.c.agent_id == agent_id,
+                conversations.c.status == ConversationStatus.AGENT.value,
+            )
+            .order_by(assignments.c.taken_at)
+        )
+        rows = await self._all(query)
         return [_record(r._mapping) for r in rows]
 
     async def customer_message(self, conversation_id: str, seq: int) -> StoredEvent | None:
         """The customer message with this seq, or None (another kind, or none at all)."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(events).where(
-                        events.c.conversation_id == conversation_id,
-                        events.c.seq == seq,
-                        events.c.role == Role.CUSTOMER.value,
-                    )
-                )
-            ).first()
+        query = sa.select(events).where(
+            events.c.conversation_id == conversation_id,
+            events.c.seq == seq,
+            events.c.role == Role.CUSTOMER.value,
+        )
+        row = await self._first(query)
         return None if row is None else _event(row._mapping)
 
     async def last_customer_message(self, conversation_id: str) -> StoredEvent | None:
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(events)
-                    .where(
-                        events.c.conversation_id == conversation_id,
-                        events.c.role == Role.CUSTOMER.value,
-                    )
-                    .order_by(events.c.seq.desc())
-                    .limit(1)
-                )
-            ).first()
+        query = (
+            sa.select(events)
+            .where(
+                events.c.conversation_id == conversation_id,
+                events.c.role == Role.CUSTOMER.value,
+            )
+            .order_by(events.c.seq.desc())
+            .limit(1)
+        )
+        row = await self._first(query)
         return None if row is None else _event(row._mapping)
 
     async def tag_intent(
@@ -1060,46 +1058,46 @@ class Store:
                 "tag the customer turn the bot misunderstood"
             )
         tag = IntentTag(conversation_id, seq, intent, agent_id, _utc(now))
-        async with self._write() as conn:
-            await conn.execute(
+
+        def op(conn: Connection) -> None:
+            conn.execute(
                 intent_tags.delete().where(
                     intent_tags.c.conversation_id == conversation_id, intent_tags.c.seq == seq
                 )
             )
-            await conn.execute(intent_tags.insert().values(**asdict(tag)))
+            conn.execute(intent_tags.insert().values(**asdict(tag)))
+
+        await self._access.write(op)
         return tag
 
     async def intent_tags_of(self, conversation_id: str) -> list[IntentTag]:
-        async with self.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(intent_tags)
-                    .where(intent_tags.c.conversation_id == conversation_id)
-                    .order_by(intent_tags.c.seq)
-                )
-            ).all()
+        query = (
+            sa.select(intent_tags)
+            .where(intent_tags.c.conversation_id == conversation_id)
+            .order_by(intent_tags.c.seq)
+        )
+        rows = await self._all(query)
         return [IntentTag(**r._mapping) for r in rows]
 
     async def rate_conversation(self, conversation_id: str, stars: int, now: datetime) -> None:
         """The customer's rating (1-5); rating again replaces it."""
         if not 1 <= stars <= 5:
             raise ValueError(f"stars must be 1 to 5, got {stars}")
-        async with self._write() as conn:
-            await _require(conn, conversation_id)
-            await conn.execute(ratings.delete().where(ratings.c.conversation_id == conversation_id))
-            await conn.execute(
+
+        def op(conn: Connection) -> None:
+            _require(conn, conversation_id)
+            conn.execute(ratings.delete().where(ratings.c.conversation_id == conversation_id))
+            conn.execute(
                 ratings.insert().values(
                     conversation_id=conversation_id, stars=stars, created_at=_utc(now)
                 )
             )
 
+        await self._access.write(op)
+
     async def rating_of(self, conversation_id: str) -> int | None:
-        async with self.engine.connect() as conn:
-            stars = (
-                await conn.execute(
-                    sa.select(ratings.c.stars).where(ratings.c.conversation_id == conversation_id)
-                )
-            ).scalar()
+        query = sa.select(ratings.c.stars).where(ratings.c.conversation_id == conversation_id)
+        stars = await self._scalar(query)
         return None if stars is None else int(stars)
 
     async def desk_numbers(self, since: datetime) -> DeskNumbers:
@@ -1110,28 +1108,26 @@ class Store:
             .where(events.c.kind == STATUS, events.c.created_at >= since)
             .distinct()
         )
-        async with self.engine.connect() as conn:
-            queue_length = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        conversations.c.status == ConversationStatus.WAITING.value
-                    )
+
+        def op(conn: Connection) -> tuple[int | None, Rows, AnyRow]:
+            queue_length = conn.execute(
+                sa.select(sa.func.count()).where(
+                    conversations.c.status == ConversationStatus.WAITING.value
                 )
             ).scalar()
-            rows = (
-                await conn.execute(
-                    sa.select(events.c.conversation_id, events.c.payload, events.c.created_at)
-                    .where(events.c.kind == STATUS, events.c.conversation_id.in_(recent))
-                    .order_by(events.c.conversation_id, events.c.seq)
-                )
+            rows = conn.execute(
+                sa.select(events.c.conversation_id, events.c.payload, events.c.created_at)
+                .where(events.c.kind == STATUS, events.c.conversation_id.in_(recent))
+                .order_by(events.c.conversation_id, events.c.seq)
             ).all()
-            rated = (
-                await conn.execute(
-                    sa.select(sa.func.avg(ratings.c.stars), sa.func.count()).where(
-                        ratings.c.created_at >= since
-                    )
+            rated = conn.execute(
+                sa.select(sa.func.avg(ratings.c.stars), sa.func.count()).where(
+                    ratings.c.created_at >= since
                 )
             ).one()
+            return queue_length, rows, rated
+
+        queue_length, rows, rated = await self._access.read(op)
         waits: list[float] = []
         handles: list[float] = []
         reasons: dict[str, int] = {}
@@ -1167,10 +1163,50 @@ class Store:
         )
 
 
-async def _append(
-    conn: AsyncConnection,
-    conversation_id: str,
+# The per-message statements, built once: a statement built per call costs more in
+# SQLAlchemy than SQLite takes to run it.
+_INSERT_CONVERSATION: Final = conversations.insert()
+_INSERT_EVENT: Final = events.insert()
+_CONVERSATION: Final = sa.select(conversations).where(conversations.c.id == sa.bindparam("cid"))
+_NEXT_SEQ_VALUES: Final = {
+    "last_seq": conversations.c.last_seq + 1,
+    "updated_at": sa.bindparam("now", type_=UTCDateTime()),
+}
+_NEXT_SEQ: Final = (
+    conversations.update()
+    .where(conversations.c.id == sa.bindparam("cid"))
+    .values(_NEXT_SEQ_VALUES)
+    .returning(conversations.c.last_seq, conversations.c.status)
+)
+_NEXT_SEQ_AND_STATUS: Final = (
+    conversations.update()
+    .where(conversations.c.id == sa.bindparam("cid"))
+    .values({**_NEXT_SEQ_VALUES, "status": sa.bindparam("new_status")})
+    .returning(conversations.c.last_seq, conversations.c.status)
+)
+_TURN_COLUMNS: Final = (events.c.role, events.c.text, events.c.created_at)
+_TURNS: Final = (
+    sa.select(*_TURN_COLUMNS)
+    .where(events.c.conversation_id == sa.bindparam("cid"), events.c.kind == MESSAGE)
+    .order_by(events.c.seq.desc())
+    .limit(sa.bindparam("limit"))
+)
+_TURNS_BEFORE: Final = (
+    sa.select(*_TURN_COLUMNS)
+    .where(
+        events.c.conversation_id == sa.bindparam("cid"),
+        events.c.kind == MESSAGE,
+        events.c.seq < sa.bindparam("before"),
+    )
+    .order_by(events.c.seq.desc())
+    .limit(sa.bindparam("limit"))
+)
+
+
+def _append(
+    conn: Connection,
     *,
+    conversation_id: str,
     kind: str,
     role: Role | None,
     text: str | None,
@@ -1192,61 +1228,51 @@ async def _append(
         # PostgreSQL cannot store NUL in text; replace it on every backend alike.
         text = text.replace("\x00", "\ufffd")
     data = _json_object(payload)
-    values: dict[str, object] = {"last_seq": conversations.c.last_seq + 1, "updated_at": now}
-    if status is not None:
-        values["status"] = status.value
-    numbered = (
-        await conn.execute(
-            conversations.update()
-            .where(conversations.c.id == conversation_id)
-            .values(values)
-            .returning(conversations.c.last_seq, conversations.c.status)
-        )
-    ).first()
+    if status is None:
+        numbered = conn.execute(_NEXT_SEQ, {"cid": conversation_id, "now": now}).first()
+    else:
+        numbered = conn.execute(
+            _NEXT_SEQ_AND_STATUS,
+            {"cid": conversation_id, "now": now, "new_status": status.value},
+        ).first()
     if numbered is None:
         raise UnknownConversation(conversation_id)
     seq, current = numbered
     if refuse_closed and current == ConversationStatus.CLOSED.value:
         raise ClosedConversation(conversation_id)  # the caller's transaction rolls back
-    await conn.execute(
-        events.insert().values(
-            conversation_id=conversation_id,
-            seq=seq,
-            kind=kind,
-            role=None if role is None else role.value,
-            text=text,
-            client_id=client_id,
-            payload=data,
-            created_at=now,
-        )
+    conn.execute(
+        _INSERT_EVENT,
+        {
+            "conversation_id": conversation_id,
+            "seq": seq,
+            "kind": kind,
+            "role": None if role is None else role.value,
+            "text": text,
+            "client_id": client_id,
+            "payload": data,
+            "created_at": now,
+        },
     )
     return StoredEvent(
         conversation_id, int(seq), kind, role, text, client_id, MappingProxyType(data), now
     )
 
 
-def _turns_query(conversation_id: str, limit: int, before_seq: int | None) -> sa.Select[Any]:
+def _turns_rows(conn: Connection, conversation_id: str, limit: int, before_seq: int | None) -> Rows:
     """The last ``limit`` messages of a conversation, newest first (see ``_turns``)."""
-    conditions = [events.c.conversation_id == conversation_id, events.c.kind == MESSAGE]
-    if before_seq is not None:
-        conditions.append(events.c.seq < before_seq)
-    return (
-        sa.select(events.c.role, events.c.text, events.c.created_at)
-        .where(*conditions)
-        .order_by(events.c.seq.desc())
-        .limit(limit)
-    )
+    if before_seq is None:
+        return conn.execute(_TURNS, {"cid": conversation_id, "limit": limit}).all()
+    params = {"cid": conversation_id, "limit": limit, "before": before_seq}
+    return conn.execute(_TURNS_BEFORE, params).all()
 
 
-def _turns(rows: Sequence[sa.Row[Any]]) -> tuple[Turn, ...]:
+def _turns(rows: Rows) -> tuple[Turn, ...]:
     return tuple(Turn(Role(r.role), r.text or "", r.created_at) for r in reversed(rows))
 
 
-async def _require(conn: AsyncConnection, conversation_id: str) -> None:
-    found = (
-        await conn.execute(
-            sa.select(conversations.c.id).where(conversations.c.id == conversation_id)
-        )
+def _require(conn: Connection, conversation_id: str) -> None:
+    found = conn.execute(
+        sa.select(conversations.c.id).where(conversations.c.id == conversation_id)
     ).first()
     if found is None:
         raise UnknownConversation(conversation_id)

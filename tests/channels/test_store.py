@@ -243,13 +243,13 @@ async def test_a_message_and_its_answer_take_nine_statements(store: Store) -> No
     def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         statements.append(statement.split()[0].upper())
 
-    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    sa.event.listen(store.sync_engine, "before_cursor_execute", seen)
     try:
         event, _ = await store.append_customer_message(record.id, "c1", "hi", NOW)
         _, turns = await store.conversation_with_turns(record.id, 6, before_seq=event.seq)
         await _message(store, record.id, "hello!")
     finally:
-        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+        sa.event.remove(store.sync_engine, "before_cursor_execute", seen)
     assert [t.text for t in turns] == ["welcome"]
     begin = ["BEGIN"] if store.engine.dialect.name == "sqlite" else []  # PG: the driver's own
     write = [*begin, "UPDATE", "INSERT"]
