@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Final, Protocol, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,31 +70,29 @@ class ThreadAccess:
     """Operations on a synchronous engine, on threads of their own (SQLite).
 
     Writes go to one thread, which is SQLite's rule anyway (one writer at a time): they queue
-    there in the order they were asked for, with no lock to poll. Reads go to a small pool.
-    An operation whose caller is cancelled still runs to its end (a committed write stays
-    committed, like a request that reached a server).
+    there in the order they were asked for, with no lock to poll, and the writes waiting
+    together share one transaction and one commit (:class:`GroupCommitWriter`). Reads go to
+    a small pool. An operation whose caller is cancelled still runs to its end (a committed
+    write stays committed, like a request that reached a server).
     """
 
     def __init__(self, engine: Engine, readers: int = SQLITE_READERS) -> None:
         self.engine = engine
-        self._writer_engine = engine.execution_options(**{WRITE_OPTION: True})
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="frontdesk-store-write")
+        self._writer = GroupCommitWriter(engine.execution_options(**{WRITE_OPTION: True}))
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="frontdesk-store-read")
 
     async def read(self, op: Op[T]) -> T:
-        return await _on(self._readers, functools.partial(_read, self.engine, op))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, functools.partial(_read, self.engine, op))
 
     async def write(self, op: Op[T]) -> T:
-        return await _on(self._writer, functools.partial(_write, self._writer_engine, op))
+        return await asyncio.wrap_future(self._writer.submit(op))
 
     async def close(self) -> None:
-        for pool in (self._writer, self._readers):
-            await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._writer.close)
+        await loop.run_in_executor(None, self._readers.shutdown)
         self.engine.dispose()
-
-
-async def _on(pool: ThreadPoolExecutor, call: Callable[[], T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(pool, call)
 
 
 def _read(engine: Engine, op: Op[T]) -> T:
@@ -99,6 +100,93 @@ def _read(engine: Engine, op: Op[T]) -> T:
         return op(conn)
 
 
-def _write(engine: Engine, op: Op[T]) -> T:
-    with engine.begin() as conn:
-        return op(conn)
+GROUP_MAX: Final = 64
+"""The most writes one commit takes."""
+
+
+class GroupCommitWriter:
+    """One thread that runs write operations, those waiting together in one transaction.
+
+    A commit is the costly part of a small SQLite write (the WAL is synced to disk, and
+    the thread waits for the GIL again afterwards), so under load the writes that queued
+    while the last commit ran are run together, each in a savepoint of its own: one that
+    raises is rolled back alone and its caller gets the error, the others are committed.
+    Results are handed out only after the commit, so a caller never hears "stored" for a
+    write that is not. Alone in the queue, a write runs in a plain transaction.
+    """
+
+    def __init__(self, engine: Engine, name: str = "frontdesk-store-write") -> None:
+        self._engine = engine
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, op: Op[T]) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the store is closed: no more writes")
+        job: _Job[T] = _Job(op, Future())
+        self._queue.put(job)
+        return job.future
+
+    def close(self) -> None:
+        """Run the writes already queued, then stop the thread."""
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < GROUP_MAX:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+            self._commit([job for job in jobs if job.future.set_running_or_notify_cancel()])
+            if stop:
+                return
+
+    def _commit(self, jobs: list[_Job[Any]]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self._engine.begin() as conn:
+                if len(jobs) == 1:
+                    outcomes.append((True, jobs[0].op(conn)))
+                else:
+                    for job in jobs:
+                        outcomes.append(_in_savepoint(conn, job.op))
+        except BaseException as exc:  # BEGIN, the single write or COMMIT failed
+            for job in jobs:
+                job.future.set_exception(exc)
+            return
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job(Generic[T]):
+    op: Op[T]
+    future: Future[T]
+
+
+def _in_savepoint(conn: Connection, op: Op[T]) -> tuple[bool, Any]:
+    savepoint = conn.begin_nested()
+    try:
+        value = op(conn)
+    except Exception as exc:
+        savepoint.rollback()
+        return False, exc
+    savepoint.commit()
+    return True, value

@@ -31,6 +31,10 @@ async def access(tmp_path: Path) -> AsyncIterator[ThreadAccess]:
     await access.close()
 
 
+def _run(statement: sa.Executable, conn: Connection) -> None:
+    conn.execute(statement)
+
+
 def _insert(n: int) -> sa.TextClause:
     return sa.text("INSERT INTO t (n) VALUES (:n)").bindparams(n=n)
 
@@ -65,6 +69,43 @@ async def test_a_failing_write_stores_none_of_its_statements(access: ThreadAcces
     await access.write(lambda conn: conn.execute(_insert(4)))
     rows = await access.read(lambda conn: conn.execute(sa.text("SELECT n FROM t ORDER BY id")))
     assert [n for (n,) in rows] == [1, 4]
+
+
+async def test_writes_that_wait_together_share_one_commit(access: ThreadAccess) -> None:
+    """Writes queued while the writer is busy are committed together; one that fails is
+    rolled back alone (its caller gets the error) and each caller hears of its write only
+    once it is committed."""
+    commits: list[int] = []
+    sa.event.listen(access.engine, "commit", lambda _conn: commits.append(1))
+    busy, release = threading.Event(), threading.Event()
+
+    def hold_the_writer(conn: Connection) -> None:
+        busy.set()
+        assert release.wait(10)
+        conn.execute(_insert(0))
+
+    held = asyncio.ensure_future(access.write(hold_the_writer))
+    assert await asyncio.to_thread(busy.wait, 10)
+    queued = [
+        asyncio.ensure_future(access.write(functools.partial(_run, _insert(n)))) for n in (1, 2)
+    ]
+    failing = asyncio.ensure_future(
+        access.write(lambda conn: conn.execute(sa.text("INSERT INTO t (id, n) VALUES (1, 9)")))
+    )
+    queued.append(asyncio.ensure_future(access.write(functools.partial(_run, _insert(3)))))
+    await asyncio.sleep(0.05)  # all four are in the writer's queue
+    assert not any(f.done() for f in [held, failing, *queued])
+    release.set()
+    await held
+    with pytest.raises(IntegrityError):
+        await failing
+    await queued[0]  # committed before its caller hears of it: another connection sees it
+    seen = await access.read(lambda conn: conn.execute(sa.text("SELECT n FROM t")).all())
+    assert {n for (n,) in seen} == {0, 1, 2, 3}
+    await asyncio.gather(*queued)
+    rows = await access.read(lambda conn: conn.execute(sa.text("SELECT n FROM t ORDER BY id")))
+    assert [n for (n,) in rows] == [0, 1, 2, 3]
+    assert len(commits) == 2  # the held write, then the other four together
 
 
 async def test_a_read_sees_one_snapshot_while_a_write_commits(access: ThreadAccess) -> None:
