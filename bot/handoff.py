@@ -74,17 +74,42 @@ def similarity(a: str, b: str) -> float:
     index and difflib's ratio over the normalised text (which forgives typos and "where's"
     against "where is"). Messages naming different numbers ("order 1042" / "order 2002")
     are different questions: 0."""
+    compared = _compared(a, b)
+    if compared is None:
+        return 0.0
+    jaccard, matcher = compared
+    return max(jaccard, matcher.ratio())
+
+
+def similar(a: str, b: str, threshold: float) -> bool:
+    """``similarity(a, b) >= threshold``, without difflib's full (quadratic) ratio where
+    its cheap upper bounds already decide: this runs on every customer message."""
+    compared = _compared(a, b)
+    if compared is None:
+        return threshold <= 0.0
+    jaccard, matcher = compared
+    if jaccard >= threshold:
+        return True
+    return (
+        matcher.real_quick_ratio() >= threshold
+        and matcher.quick_ratio() >= threshold
+        and matcher.ratio() >= threshold
+    )
+
+
+def _compared(a: str, b: str) -> tuple[float, SequenceMatcher[str]] | None:
+    """The word-set Jaccard index and a matcher over the normalised texts, or ``None`` when
+    the messages cannot be alike (one has no words, or they name different numbers)."""
     wa, wb = words(a[:SIMILARITY_MAX_CHARS]), words(b[:SIMILARITY_MAX_CHARS])
     if not wa or not wb:
-        return 0.0
+        return None
     numbers_a = {w for w in wa if any(c.isdigit() for c in w)}
     numbers_b = {w for w in wb if any(c.isdigit() for c in w)}
     if numbers_a and numbers_b and numbers_a != numbers_b:
-        return 0.0
+        return None
     sa, sb = set(wa), set(wb)
     jaccard = len(sa & sb) / len(sa | sb)
-    ratio = SequenceMatcher(None, " ".join(wa), " ".join(wb), autojunk=False).ratio()
-    return max(jaccard, ratio)
+    return jaccard, SequenceMatcher(None, " ".join(wa), " ".join(wb), autojunk=False)
 
 
 def rephrasings(turns: Sequence[Turn], text: str, threshold: float) -> int:
@@ -106,7 +131,7 @@ def rephrasings(turns: Sequence[Turn], text: str, threshold: float) -> int:
         if not answered or i < 0 or turns[i].role is not Role.CUSTOMER:
             return count
         previous = turns[i].text
-        if similarity(current, previous) < threshold:
+        if not similar(current, previous, threshold):
             return count
         count += 1
         current = previous

@@ -79,6 +79,33 @@ def test_negative_wording(text: str, found: str | None) -> None:
 def test_similarity(a: str, b: str, alike: bool) -> None:
     """Repeats, typos and small additions read as the same message; other numbers do not."""
     assert (handoff.similarity(a, b) >= 0.75) is alike
+    assert handoff.similar(a, b, 0.75) is alike
+
+
+def test_similar_decides_as_similarity_does() -> None:
+    """The pruned check gives similarity's verdict at every threshold, over pairs of
+    unrelated, reworded, mistyped and longer messages."""
+    texts = [
+        "where is my refund",
+        "Where's my refund??",
+        "how do I return an item",
+        "how do I retrun an item i bought",
+        "can I change the delivery address of my order",
+        "change delivery address",
+        "I want to talk to a person about my order 1042",
+        "order 1042 never arrived",
+        "do you ship to Austria",
+        "shipping to austria how much",
+        "aaaa bbbb cccc",
+        "x" * 1200,
+        "",
+    ]
+    thresholds = [0.0, 0.3, 0.5, 0.6, 0.75, 0.9, 1.0]
+    for a in texts:
+        for b in texts:
+            value = handoff.similarity(a, b)
+            for threshold in thresholds:
+                assert handoff.similar(a, b, threshold) is (value >= threshold), (a, b, threshold)
 
 
 @pytest.mark.parametrize(
