@@ -72,8 +72,7 @@ class ThreadAccess:
     Writes go to one thread, which is SQLite's rule anyway (one writer at a time): they queue
     there in the order they were asked for, with no lock to poll, and the writes waiting
     together share one transaction and one commit (:class:`GroupCommitWriter`). Reads go to
-    a small pool. An operation whose caller is cancelled still runs to its end (a committed
-    write stays committed, like a request that reached a server).
+    a small pool.
     """
 
     def __init__(self, engine: Engine, readers: int = SQLITE_READERS) -> None:
@@ -109,10 +108,13 @@ class GroupCommitWriter:
 
     A commit is the costly part of a small SQLite write (the WAL is synced to disk, and
     the thread waits for the GIL again afterwards), so under load the writes that queued
-    while the last commit ran are run together, each in a savepoint of its own: one that
-    raises is rolled back alone and its caller gets the error, the others are committed.
-    Results are handed out only after the commit, so a caller never hears "stored" for a
-    write that is not. Alone in the queue, a write runs in a plain transaction.
+    while the last commit ran are run together in one transaction. If one of them raises
+    (rare: a retried message's duplicate id, a closed conversation), that transaction is
+    rolled back and each write runs again in a transaction of its own, so only the one that
+    failed fails. Results are handed out only after the commit: a caller never hears
+    "stored" of a write that is not. An operation must therefore do nothing but its SQL
+    (it may run twice, the first time rolled back). A write whose caller is cancelled
+    before it starts is dropped; one already running runs to its end.
     """
 
     def __init__(self, engine: Engine, name: str = "frontdesk-store-write") -> None:
@@ -156,37 +158,27 @@ class GroupCommitWriter:
                 return
 
     def _commit(self, jobs: list[_Job[Any]]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
-        try:
-            with self._engine.begin() as conn:
-                if len(jobs) == 1:
-                    outcomes.append((True, jobs[0].op(conn)))
-                else:
-                    for job in jobs:
-                        outcomes.append(_in_savepoint(conn, job.op))
-        except BaseException as exc:  # BEGIN, the single write or COMMIT failed
-            for job in jobs:
-                job.future.set_exception(exc)
-            return
-        for job, (ok, value) in zip(jobs, outcomes, strict=True):
-            if ok:
-                job.future.set_result(value)
+        if len(jobs) > 1:
+            try:
+                with self._engine.begin() as conn:
+                    values = [job.op(conn) for job in jobs]
+            except BaseException:  # one failed: each runs again alone, below
+                pass
             else:
-                job.future.set_exception(value)
+                for job, value in zip(jobs, values, strict=True):
+                    job.future.set_result(value)
+                return
+        for job in jobs:
+            try:
+                with self._engine.begin() as conn:
+                    value = job.op(conn)
+            except BaseException as exc:  # the caller gets it (the thread goes on)
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(value)
 
 
 @dataclass(frozen=True, slots=True)
 class _Job(Generic[T]):
     op: Op[T]
     future: Future[T]
-
-
-def _in_savepoint(conn: Connection, op: Op[T]) -> tuple[bool, Any]:
-    savepoint = conn.begin_nested()
-    try:
-        value = op(conn)
-    except Exception as exc:
-        savepoint.rollback()
-        return False, exc
-    savepoint.commit()
-    return True, value

@@ -71,12 +71,11 @@ async def test_a_failing_write_stores_none_of_its_statements(access: ThreadAcces
     assert [n for (n,) in rows] == [1, 4]
 
 
-async def test_writes_that_wait_together_share_one_commit(access: ThreadAccess) -> None:
-    """Writes queued while the writer is busy are committed together; one that fails is
-    rolled back alone (its caller gets the error) and each caller hears of its write only
-    once it is committed."""
-    commits: list[int] = []
-    sa.event.listen(access.engine, "commit", lambda _conn: commits.append(1))
+async def _queued_behind_a_busy_writer(
+    access: ThreadAccess, statements: list[sa.Executable]
+) -> list[asyncio.Future[None]]:
+    """Hold the writer thread with one write (n=0), queue ``statements`` behind it, let it
+    go: the futures of the held write and of each queued one."""
     busy, release = threading.Event(), threading.Event()
 
     def hold_the_writer(conn: Connection) -> None:
@@ -84,28 +83,44 @@ async def test_writes_that_wait_together_share_one_commit(access: ThreadAccess) 
         assert release.wait(10)
         conn.execute(_insert(0))
 
-    held = asyncio.ensure_future(access.write(hold_the_writer))
+    futures: list[asyncio.Future[None]] = [asyncio.ensure_future(access.write(hold_the_writer))]
     assert await asyncio.to_thread(busy.wait, 10)
-    queued = [
-        asyncio.ensure_future(access.write(functools.partial(_run, _insert(n)))) for n in (1, 2)
+    futures += [
+        asyncio.ensure_future(access.write(functools.partial(_run, statement)))
+        for statement in statements
     ]
-    failing = asyncio.ensure_future(
-        access.write(lambda conn: conn.execute(sa.text("INSERT INTO t (id, n) VALUES (1, 9)")))
-    )
-    queued.append(asyncio.ensure_future(access.write(functools.partial(_run, _insert(3)))))
-    await asyncio.sleep(0.05)  # all four are in the writer's queue
-    assert not any(f.done() for f in [held, failing, *queued])
+    await asyncio.sleep(0.05)  # all are in the writer's queue
+    assert not any(future.done() for future in futures)
     release.set()
+    return futures
+
+
+async def test_writes_that_wait_together_share_one_commit(access: ThreadAccess) -> None:
+    """Writes queued while the writer is busy are committed together, and each caller hears
+    of its write only once it is committed (another connection sees it)."""
+    commits: list[int] = []
+    sa.event.listen(access.engine, "commit", lambda _conn: commits.append(1))
+    held, *queued = await _queued_behind_a_busy_writer(access, [_insert(n) for n in (1, 2, 3)])
     await held
-    with pytest.raises(IntegrityError):
-        await failing
-    await queued[0]  # committed before its caller hears of it: another connection sees it
+    await queued[0]
     seen = await access.read(lambda conn: conn.execute(sa.text("SELECT n FROM t")).all())
     assert {n for (n,) in seen} == {0, 1, 2, 3}
     await asyncio.gather(*queued)
+    assert len(commits) == 2  # the held write, then the other three together
+
+
+async def test_a_failing_write_in_a_group_fails_alone(access: ThreadAccess) -> None:
+    """When one write of a group raises, only its caller gets the error: the others are
+    committed, in the order asked for, and nothing of the failing one is stored."""
+    duplicate = sa.text("INSERT INTO t (id, n) VALUES (1, 9)")  # id 1 is the held write's
+    held, first, failing, last = await _queued_behind_a_busy_writer(
+        access, [_insert(1), duplicate, _insert(3)]
+    )
+    await asyncio.gather(held, first, last)
+    with pytest.raises(IntegrityError):
+        await failing
     rows = await access.read(lambda conn: conn.execute(sa.text("SELECT n FROM t ORDER BY id")))
-    assert [n for (n,) in rows] == [0, 1, 2, 3]
-    assert len(commits) == 2  # the held write, then the other four together
+    assert [n for (n,) in rows] == [0, 1, 3]
 
 
 async def test_a_read_sees_one_snapshot_while_a_write_commits(access: ThreadAccess) -> None:
