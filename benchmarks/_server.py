@@ -216,11 +216,9 @@ class Server:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process (all its threads), from /proc."""
-        with open(f"/proc/{self.pid}/stat", encoding="ascii") as f:
-            fields = f.read().rpartition(")")[2].split()
-        # fields[0] is field 3 (state); utime and stime are fields 14 and 15
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        """User + system CPU of the server process (all its threads) and of its live worker
+        processes (``FRONTDESK_WORKERS``), from /proc."""
+        return sum(_cpu_seconds(pid) for pid in (self.pid, *_descendants(self.pid)))
 
     def wait_quiet(self, limit_s: float = 120.0, cores: float = 0.15) -> float:
         """Wait until the server uses less than ``cores`` of CPU over half a second (it has
@@ -236,7 +234,9 @@ class Server:
         return time.monotonic() - start
 
     def rss_bytes(self) -> int:
-        return _status_kib(self.pid, "VmRSS") * 1024
+        """Resident memory of the server process and its worker processes."""
+        pids = (self.pid, *_descendants(self.pid))
+        return sum(_status_kib(pid, "VmRSS") for pid in pids) * 1024
 
     def threads(self) -> int:
         return _status_kib(self.pid, "Threads")
@@ -346,3 +346,34 @@ __all__ = [
     "raise_nofile",
     "rnd",
 ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except FileNotFoundError:  # a worker that just ended
+        return 0.0
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes started by ``pid`` and theirs, from /proc (Linux)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as f:
+                    children = [int(c) for c in f.read().split()]
+            except FileNotFoundError:
+                continue
+            found += children
+            todo += children
+    return found

@@ -391,6 +391,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.definition import load_bot
     from channels import logs
     from channels.app import create_app
+    from channels.console.auth import load_secret_key
     from channels.errors import NotReady
     from retrieval.registry import Registry
 
@@ -401,13 +402,25 @@ def _serve(args: argparse.Namespace) -> int:
             f"no trained model in {settings.models_dir}; run "
             f"`frontdesk train --bot {definition.root}` (or `make demo`) first"
         )
-    logs.configure(settings.log_format, logging.INFO if args.verbose else logging.WARNING)
-    app = create_app(settings)
+    level = logging.INFO if args.verbose else logging.WARNING
+    logs.configure(settings.log_format, level)
+    app: Any
+    if settings.workers > 1:
+        # uvicorn starts each worker afresh: it builds its settings from the environment
+        os.environ.update(_worker_environment(settings, level))
+        load_secret_key(settings)  # made once here, not raced for by the workers
+        app = "channels.cli:worker_app"
+    else:
+        app = create_app(settings)
     print(
-        f"Frontdesk: serving {settings.bot} on http://{settings.host}:{settings.port}", flush=True
+        f"Frontdesk: serving {settings.bot} on http://{settings.host}:{settings.port}"
+        + (f" with {settings.workers} worker processes" if settings.workers > 1 else ""),
+        flush=True,
     )
     uvicorn.run(
         app,
+        factory=settings.workers > 1,
+        workers=settings.workers if settings.workers > 1 else None,
         host=settings.host,
         port=settings.port,
         ws_max_size=settings.max_frame_bytes,
@@ -417,6 +430,35 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,  # long-polling Socket.IO clients hold requests open
     )
     return 0
+
+
+_WORKER_LOG_LEVEL = "_FRONTDESK_WORKER_LOG_LEVEL"
+
+
+def _worker_environment(settings: Settings, log_level: int) -> dict[str, str]:
+    """What ``frontdesk serve``'s options and defaults say, for workers that read only the
+    environment; a share of the cores each where the encoder threads are not set."""
+    env = {
+        "FRONTDESK_BOT": str(settings.bot.resolve()),
+        "FRONTDESK_HOME": str(settings.home.resolve()),
+        "FRONTDESK_HOST": settings.host,
+        "FRONTDESK_PORT": str(settings.port),
+        _WORKER_LOG_LEVEL: str(log_level),
+    }
+    if settings.encoder_threads == 0:
+        cores = len(os.sched_getaffinity(0))
+        env["FRONTDESK_ENCODER_THREADS"] = str(max(1, cores // settings.workers))
+    return env
+
+
+def worker_app() -> Any:
+    """The app of one of ``frontdesk serve``'s worker processes (``FRONTDESK_WORKERS``)."""
+    from channels import logs
+    from channels.app import create_app
+
+    settings = Settings()
+    logs.configure(settings.log_format, int(os.environ.get(_WORKER_LOG_LEVEL, logging.WARNING)))
+    return create_app(settings)
 
 
 def _chat(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     encoder_threads: int = Field(default=0, ge=0)
     """Threads of one encoder pass (0: onnxruntime's choice, one per core); lower it where
     the server shares its cores."""
+    workers: int = Field(default=1, ge=1)
+    """Server processes on this machine, sharing its port (``frontdesk serve``). One Python
+    process runs one thread at a time, so it cannot give a second core to its event loop;
+    several need a shared store and bus, as replicas on several machines do: PostgreSQL
+    (``database_url``) and Redis (``redis_url``), docs/scale-out.md. Each loads the model;
+    with ``encoder_threads`` at 0 each gets an equal share of the cores."""
     replay_limit: int = Field(default=1_000, ge=1)
     """Events read from the store per page when a client replays after `last_seq`."""
     max_body_bytes: int = Field(default=1_048_576, ge=1_024)
@@ -132,6 +138,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"not a Redis URL: {value!r} (write e.g. 'redis://127.0.0.1:6379/0')")
         return value
+
+    @model_validator(mode="after")
+    def _workers_share_a_store_and_a_bus(self) -> Settings:
+        if self.workers > 1 and (self.redis_url is None or self.store_url().startswith("sqlite")):
+            raise ValueError(
+                f"workers={self.workers} needs PostgreSQL (FRONTDESK_DATABASE_URL="
+                "postgresql+asyncpg://...) and Redis (FRONTDESK_REDIS_URL=redis://...): "
+                "processes share conversations and live events through them "
+                "(docs/scale-out.md); or set FRONTDESK_WORKERS=1"
+            )
+        return self
 
     @property
     def models_dir(self) -> Path:

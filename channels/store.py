@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.types import ConversationStatus, Role, Turn
-from channels.store_access import WRITE_OPTION, Access, AsyncAccess, ThreadAccess
+from channels.store_access import WRITE_OPTION, ThreadAccess
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -415,18 +415,30 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 def make_sync_engine(url: str) -> Engine:
-    """A synchronous SQLite engine (the standard ``sqlite3`` module) for the same database
-    as ``url``, configured like :func:`make_engine`'s; its connections may move between
-    threads (each is used by one thread at a time)."""
+    """A synchronous engine for the same database as ``url``, for the store's worker
+    threads: SQLite through the standard ``sqlite3`` module, configured like
+    :func:`make_engine`'s (its connections may move between threads; each is used by one
+    at a time), PostgreSQL through psycopg (the ``postgres`` extra)."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        raise ValueError(f"make_sync_engine is for SQLite URLs, got {parsed.get_backend_name()}")
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return sa.create_engine(
+            parsed.set(drivername="postgresql+psycopg"),
+            pool_pre_ping=True,
+            pool_size=SYNC_POOL_SIZE,
+        )
+    if backend != "sqlite":
+        raise ValueError(f"the store runs on SQLite or PostgreSQL, got {backend}: {url}")
     _make_parent(parsed.database)
     engine = sa.create_engine(
         parsed.set(drivername="sqlite+pysqlite"), connect_args={"check_same_thread": False}
     )
     _configure_sqlite(engine)
     return engine
+
+
+SYNC_POOL_SIZE: Final = 4
+"""Connections of a worker-thread engine: one writer and the readers, and room to spare."""
 
 
 def _make_parent(database: str | None) -> None:
@@ -460,24 +472,20 @@ class Store:
     """Conversations and their numbered events; safe to share between tasks.
 
     Every method is one operation of :mod:`channels.store_access`: a synchronous function
-    over one transaction, run on SQLite's worker threads or through the async driver.
+    over one transaction, run on the store's worker threads. ``engine`` (async) migrates
+    the schema.
     """
 
-    def __init__(self, engine: AsyncEngine, access: Access | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, access: ThreadAccess | None = None) -> None:
         self.engine = engine
         if access is None:
-            if engine.dialect.name == "sqlite":
-                access = ThreadAccess(make_sync_engine(engine.url.render_as_string(False)))
-            else:
-                access = AsyncAccess(engine)
+            access = ThreadAccess(make_sync_engine(engine.url.render_as_string(False)))
         self._access = access
 
     @property
     def sync_engine(self) -> Engine:
         """The engine the operations' statements run on (for event listeners)."""
-        if isinstance(self._access, ThreadAccess):
-            return self._access.engine
-        return self.engine.sync_engine
+        return self._access.engine
 
     @classmethod
     async def open(cls, url: str) -> Store:

@@ -1,16 +1,14 @@
 """How the store's operations reach the database: each one is a single call.
 
 An operation is a plain function over a synchronous SQLAlchemy ``Connection`` that runs one
-transaction's statements. :class:`ThreadAccess` (SQLite) runs it whole on a worker thread:
-one hand-off from the event loop and one back, whatever the number of statements, so the
-SQL work and SQLAlchemy's own (compiling, binding, reading rows) stay off the event loop,
-and a write transaction never waits for the loop while it holds SQLite's one write lock.
-That took the store's work for one answered message (two appends and a read) from 5.8 ms
-of CPU, mostly on the event loop, to 1.45 ms, and with writes grouped under load
-(:class:`GroupCommitWriter`) an append costs about 0.3 ms (BENCHMARKS.md, issue 5).
-:class:`AsyncAccess` (PostgreSQL, asyncpg) runs the same function through
-``AsyncConnection.run_sync``: the driver is asynchronous, and each statement is awaited
-as before.
+transaction's statements. :class:`ThreadAccess` runs it whole on a worker thread (SQLite
+through ``sqlite3``, PostgreSQL through psycopg): one hand-off from the event loop and one
+back, whatever the number of statements, so the SQL work and SQLAlchemy's own (compiling,
+binding, reading rows) stay off the event loop, and a write transaction never waits for
+the loop while it holds its locks. That took the store's work for one answered message
+(two appends and a read) on SQLite from 5.8 ms of CPU, mostly on the event loop, to 1.45
+ms, and with writes grouped under load (:class:`GroupCommitWriter`) an append costs about
+0.3 ms (BENCHMARKS.md, issue 5).
 """
 
 from __future__ import annotations
@@ -22,10 +20,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
 Op = Callable[[Connection], T]
@@ -33,51 +30,21 @@ Op = Callable[[Connection], T]
 WRITE_OPTION: Final = "frontdesk_write"
 """Execution option marking write transactions (``BEGIN IMMEDIATE`` on SQLite)."""
 
-SQLITE_READERS: Final = 2
-"""Reader threads: WAL lets them read while the writer writes, and SQLite releases the GIL
-while it works, so two keep both cores of a small machine busy."""
-
-
-class Access(Protocol):
-    async def read(self, op: Op[T]) -> T:
-        """Run ``op`` in a read transaction (a consistent snapshot of the database)."""
-
-    async def write(self, op: Op[T]) -> T:
-        """Run ``op`` in a write transaction, committed if it returns, rolled back if it
-        raises (the exception reaches the caller)."""
-
-    async def close(self) -> None: ...
-
-
-class AsyncAccess:
-    """Operations on an async engine's connections (PostgreSQL)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE_OPTION: True})
-
-    async def read(self, op: Op[T]) -> T:
-        async with self._engine.connect() as conn:
-            return await conn.run_sync(op)
-
-    async def write(self, op: Op[T]) -> T:
-        async with self._writer.begin() as conn:
-            return await conn.run_sync(op)
-
-    async def close(self) -> None:
-        return None  # the store disposes of the engine
+READERS: Final = 2
+"""Reader threads: they read while the writer writes (SQLite's WAL, PostgreSQL's MVCC),
+and the drivers release the GIL while they wait, so two keep a small machine busy."""
 
 
 class ThreadAccess:
-    """Operations on a synchronous engine, on threads of their own (SQLite).
+    """Operations on a synchronous engine, on threads of their own.
 
-    Writes go to one thread, which is SQLite's rule anyway (one writer at a time): they queue
+    Writes go to one thread (SQLite's rule anyway: one writer at a time): they queue
     there in the order they were asked for, with no lock to poll, and the writes waiting
     together share one transaction and one commit (:class:`GroupCommitWriter`). Reads go to
     a small pool.
     """
 
-    def __init__(self, engine: Engine, readers: int = SQLITE_READERS) -> None:
+    def __init__(self, engine: Engine, readers: int = READERS) -> None:
         self.engine = engine
         self._writer = GroupCommitWriter(engine.execution_options(**{WRITE_OPTION: True}))
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="frontdesk-store-read")

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from websockets.asyncio.client import ClientConnection
 
 from bot.types import Role
 from channels.store import Store
-from tests.channels.replicas import Replica
+from tests.channels.replicas import Replica, running_replicas
 
 WAIT_S = 30.0
 
@@ -169,3 +171,44 @@ async def test_customer_on_one_replica_and_agent_on_the_other(
         await ws.close()
     finally:
         await console.close()
+
+
+async def test_one_server_with_two_worker_processes_answers(
+    shop_home: Path,
+    postgres_database: str,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """``FRONTDESK_WORKERS=2``: one ``frontdesk serve`` runs two worker processes on one
+    port, each with its share of the cores, and conversations opened on it are answered."""
+    with running_replicas(
+        shop_home,
+        database_url=postgres_database,
+        redis_url=redis_url,
+        log_dir=tmp_path,
+        count=1,
+        env={"FRONTDESK_WORKERS": "2"},
+    ) as (server,):
+        workers = _worker_environments(server.process.pid)
+        assert len(workers) == 2, server.log_tail()
+        share = max(1, len(os.sched_getaffinity(0)) // 2)
+        for environ in workers:
+            assert f"FRONTDESK_ENCODER_THREADS={share}".encode() in environ
+        for _ in range(4):  # connections land on either worker
+            ws, _welcome = await _open(server.address, {})
+            await ws.send(json.dumps({"type": "message", "client_id": "m1", "text": "hi"}))
+            reply = await _until(ws, lambda f: f["type"] == "message" and f["role"] == "bot")
+            assert reply["text"]
+            await ws.close()
+
+
+def _worker_environments(pid: int) -> list[list[bytes]]:
+    """The environments of the worker processes ``pid`` started (uvicorn spawns them)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [
+        Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        for child in children
+        if "spawn_main" in Path(f"/proc/{child}/cmdline").read_text(errors="replace")
+    ]

@@ -132,6 +132,23 @@ async def test_new_connections_are_rate_limited_per_address(server: str) -> None
         await ws.close()
 
 
+@pytest.mark.parametrize(
+    "store_and_bus",
+    [
+        {},
+        {"redis_url": "redis://127.0.0.1:6379/0"},  # SQLite: one process's file
+        {"database_url": "postgresql+asyncpg://x@db/frontdesk"},  # no bus
+    ],
+)
+def test_several_workers_need_postgres_and_redis(store_and_bus: dict[str, str]) -> None:
+    """Worker processes share conversations and live events only through PostgreSQL and
+    Redis: without them, settings with workers > 1 are refused, saying what to set."""
+    with pytest.raises(ValidationError, match=r"workers=2 needs PostgreSQL .* and Redis"):
+        Settings(workers=2, **store_and_bus)  # type: ignore[arg-type]
+    shared = {"database_url": "postgresql+asyncpg://x@db/f", "redis_url": "redis://r:6379/0"}
+    assert Settings(workers=2, **shared).workers == 2  # type: ignore[arg-type]
+
+
 def test_rates_are_checked_when_settings_are_built() -> None:
     with pytest.raises(ValidationError, match="not a rate: 'lots'"):
         Settings(ip_connect_rate="lots")

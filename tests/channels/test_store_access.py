@@ -183,7 +183,11 @@ async def test_close_stops_the_threads(tmp_path: Path) -> None:
         await access.read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
 
 
-def test_sync_engines_are_for_sqlite_only() -> None:
-    """make_sync_engine names what it expected when given another database's URL."""
-    with pytest.raises(ValueError, match="for SQLite URLs, got postgresql"):
-        make_sync_engine("postgresql+asyncpg://x@localhost/db")
+def test_sync_engines_are_for_sqlite_and_postgres() -> None:
+    """make_sync_engine gives PostgreSQL URLs psycopg, and names what it expected when
+    given another database's URL."""
+    engine = make_sync_engine("postgresql+asyncpg://x@localhost/db")
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()
+    with pytest.raises(ValueError, match="runs on SQLite or PostgreSQL, got mysql"):
+        make_sync_engine("mysql+aiomysql://x@localhost/db")
