@@ -61,10 +61,11 @@ def words(text: str) -> Phrase:
 def find_phrase(text: str, phrases: Sequence[tuple[str, Phrase]]) -> str | None:
     """The first of ``phrases`` (``(as written, words(...))``) found in ``text`` as whole
     words, or ``None``."""
-    message = words(text)
+    # words hold no spaces, so a phrase's words run in order in the message's exactly when
+    # " a b " is in " ... a b ... "
+    message = f" {' '.join(words(text))} "
     for written, phrase in phrases:
-        n = len(phrase)
-        if n and any(message[i : i + n] == phrase for i in range(len(message) - n + 1)):
+        if phrase and f" {' '.join(phrase)} " in message:
             return written
     return None
 
