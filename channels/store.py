@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.types import ConversationStatus, Role, Turn
+from channels.prepared import Prepared
 from channels.store_access import WRITE_OPTION, ThreadAccess
 
 if TYPE_CHECKING:
@@ -465,7 +466,11 @@ def _configure_sqlite(engine: Engine) -> None:
         # writes fails at once with "database is locked" when another writer committed in
         # between (the busy timeout cannot help it), and its read would be stale anyway.
         write = conn.get_execution_options().get(WRITE_OPTION, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        (_BEGIN_IMMEDIATE if write else _BEGIN).run(conn, {}, autobegin=False)
+
+
+_BEGIN: Final = Prepared(sa.text("BEGIN"))
+_BEGIN_IMMEDIATE: Final = Prepared(sa.text("BEGIN IMMEDIATE"))
 
 
 class Store:
@@ -623,9 +628,9 @@ class Store:
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
         row = await self._access.read(
-            lambda conn: conn.execute(_CONVERSATION, {"cid": conversation_id}).first()
+            lambda conn: _CONVERSATION.mapping(conn, {"cid": conversation_id})
         )
-        return None if row is None else _record(row._mapping)
+        return None if row is None else _record(row)
 
     async def check_token(self, conversation_id: str, token: str) -> bool:
         """True if ``token`` is the conversation's token; False for unknown ids."""
@@ -774,7 +779,7 @@ class Store:
         only those with a sequence number below ``before_seq`` when it is given."""
         _check_limit(limit)
 
-        def op(conn: Connection) -> Rows:
+        def op(conn: Connection) -> TurnRows:
             rows = _turns_rows(conn, conversation_id, limit, before_seq)
             if not rows:
                 _require(conn, conversation_id)
@@ -790,11 +795,11 @@ class Store:
         _check_limit(limit)
 
         def op(conn: Connection) -> tuple[ConversationRecord | None, tuple[Turn, ...]]:
-            row = conn.execute(_CONVERSATION, {"cid": conversation_id}).first()
+            row = _CONVERSATION.mapping(conn, {"cid": conversation_id})
             if row is None:
                 return None, ()
             rows = _turns_rows(conn, conversation_id, limit, before_seq)
-            return _record(row._mapping), _turns(rows)
+            return _record(row), _turns(rows)
 
         return await self._access.read(op)
 
@@ -979,8 +984,8 @@ class Store:
             if seq is None:
                 _require(conn, conversation_id)
                 return None
-            conn.execute(
-                _INSERT_EVENT,
+            _INSERT_EVENT.run(
+                conn,
                 {
                     "conversation_id": conversation_id,
                     "seq": seq,
@@ -1172,34 +1177,41 @@ class Store:
 
 
 # The per-message statements, built once: a statement built per call costs more in
-# SQLAlchemy than SQLite takes to run it.
+# SQLAlchemy than SQLite takes to run it; those run for every message are also compiled
+# once and run on the DB-API cursor (channels/prepared.py).
 _INSERT_CONVERSATION: Final = conversations.insert()
-_INSERT_EVENT: Final = events.insert()
-_CONVERSATION: Final = sa.select(conversations).where(conversations.c.id == sa.bindparam("cid"))
+_INSERT_EVENT: Final = Prepared(
+    events.insert().values(
+        {c.key: sa.bindparam(c.key, type_=c.type) for c in events.c if c.key != "id"}
+    )
+)
+_CONVERSATION: Final = Prepared(
+    sa.select(conversations).where(conversations.c.id == sa.bindparam("cid"))
+)
 _NEXT_SEQ_VALUES: Final = {
     "last_seq": conversations.c.last_seq + 1,
     "updated_at": sa.bindparam("now", type_=UTCDateTime()),
 }
-_NEXT_SEQ: Final = (
+_NEXT_SEQ: Final = Prepared(
     conversations.update()
     .where(conversations.c.id == sa.bindparam("cid"))
     .values(_NEXT_SEQ_VALUES)
     .returning(conversations.c.last_seq, conversations.c.status)
 )
-_NEXT_SEQ_AND_STATUS: Final = (
+_NEXT_SEQ_AND_STATUS: Final = Prepared(
     conversations.update()
     .where(conversations.c.id == sa.bindparam("cid"))
     .values({**_NEXT_SEQ_VALUES, "status": sa.bindparam("new_status")})
     .returning(conversations.c.last_seq, conversations.c.status)
 )
 _TURN_COLUMNS: Final = (events.c.role, events.c.text, events.c.created_at)
-_TURNS: Final = (
+_TURNS: Final = Prepared(
     sa.select(*_TURN_COLUMNS)
     .where(events.c.conversation_id == sa.bindparam("cid"), events.c.kind == MESSAGE)
     .order_by(events.c.seq.desc())
     .limit(sa.bindparam("limit"))
 )
-_TURNS_BEFORE: Final = (
+_TURNS_BEFORE: Final = Prepared(
     sa.select(*_TURN_COLUMNS)
     .where(
         events.c.conversation_id == sa.bindparam("cid"),
@@ -1237,19 +1249,18 @@ def _append(
         text = text.replace("\x00", "\ufffd")
     data = _json_object(payload)
     if status is None:
-        numbered = conn.execute(_NEXT_SEQ, {"cid": conversation_id, "now": now}).first()
+        numbered = _NEXT_SEQ.first(conn, {"cid": conversation_id, "now": now})
     else:
-        numbered = conn.execute(
-            _NEXT_SEQ_AND_STATUS,
-            {"cid": conversation_id, "now": now, "new_status": status.value},
-        ).first()
+        numbered = _NEXT_SEQ_AND_STATUS.first(
+            conn, {"cid": conversation_id, "now": now, "new_status": status.value}
+        )
     if numbered is None:
         raise UnknownConversation(conversation_id)
     seq, current = numbered
     if refuse_closed and current == ConversationStatus.CLOSED.value:
         raise ClosedConversation(conversation_id)  # the caller's transaction rolls back
-    conn.execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT.run(
+        conn,
         {
             "conversation_id": conversation_id,
             "seq": seq,
@@ -1266,16 +1277,22 @@ def _append(
     )
 
 
-def _turns_rows(conn: Connection, conversation_id: str, limit: int, before_seq: int | None) -> Rows:
+TurnRows: TypeAlias = list[tuple[Any, ...]]
+"""(role, text, created_at) rows."""
+
+
+def _turns_rows(
+    conn: Connection, conversation_id: str, limit: int, before_seq: int | None
+) -> TurnRows:
     """The last ``limit`` messages of a conversation, newest first (see ``_turns``)."""
     if before_seq is None:
-        return conn.execute(_TURNS, {"cid": conversation_id, "limit": limit}).all()
+        return _TURNS.all(conn, {"cid": conversation_id, "limit": limit})
     params = {"cid": conversation_id, "limit": limit, "before": before_seq}
-    return conn.execute(_TURNS_BEFORE, params).all()
+    return _TURNS_BEFORE.all(conn, params)
 
 
-def _turns(rows: Rows) -> tuple[Turn, ...]:
-    return tuple(Turn(Role(r.role), r.text or "", r.created_at) for r in reversed(rows))
+def _turns(rows: TurnRows) -> tuple[Turn, ...]:
+    return tuple(Turn(Role(role), text or "", at) for role, text, at in reversed(rows))
 
 
 def _require(conn: Connection, conversation_id: str) -> None:
@@ -1286,7 +1303,7 @@ def _require(conn: Connection, conversation_id: str) -> None:
         raise UnknownConversation(conversation_id)
 
 
-def _record(row: sa.RowMapping) -> ConversationRecord:
+def _record(row: Mapping[Any, Any]) -> ConversationRecord:
     return ConversationRecord(
         id=row["id"],
         channel=row["channel"],

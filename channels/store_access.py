@@ -14,11 +14,10 @@ ms, and with writes grouped under load (:class:`GroupCommitWriter`) an append co
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextlib
 import queue
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
@@ -47,25 +46,132 @@ class ThreadAccess:
     def __init__(self, engine: Engine, readers: int = READERS) -> None:
         self.engine = engine
         self._writer = GroupCommitWriter(engine.execution_options(**{WRITE_OPTION: True}))
-        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="frontdesk-store-read")
+        self._reads: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._readers = [
+            threading.Thread(target=self._read, name=f"frontdesk-store-read_{i}", daemon=True)
+            for i in range(readers)
+        ]
+        for thread in self._readers:
+            thread.start()
 
     async def read(self, op: Op[T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, functools.partial(_read, self.engine, op))
+        if self._closed:
+            raise RuntimeError("the store is closed: no more reads")
+        reply: Reply[T] = Reply()
+        self._reads.put(_Job(op, reply))
+        return await reply.future
 
     async def write(self, op: Op[T]) -> T:
-        return await asyncio.wrap_future(self._writer.submit(op))
+        reply: Reply[T] = Reply()
+        self._writer.submit(op, reply)
+        return await reply.future
 
     async def close(self) -> None:
+        self._closed = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._writer.close)
-        await loop.run_in_executor(None, self._readers.shutdown)
+        for _ in self._readers:
+            self._reads.put(None)
+        for thread in self._readers:
+            await loop.run_in_executor(None, thread.join)
         self.engine.dispose()
 
+    def _read(self) -> None:
+        own = OwnConnection(self.engine)
+        try:
+            while (job := self._reads.get()) is not None:
+                if job.reply.cancelled():
+                    continue
+                try:
+                    with own.transaction(commit=False) as conn:
+                        value = job.op(conn)
+                except BaseException as exc:  # the caller gets it (the thread goes on)
+                    job.reply.fail(exc)
+                else:
+                    job.reply.succeed(value)
+        finally:
+            own.close()
 
-def _read(engine: Engine, op: Op[T]) -> T:
-    with engine.connect() as conn:  # its transaction ends (rolled back) with the block
-        return op(conn)
+
+class OwnConnection:
+    """A worker thread's connection, kept from one operation to the next: a pool checkout
+    and check-in per operation cost the store's threads more than the statements did. It
+    is dropped after an error, so that a broken one (a restarted PostgreSQL) is replaced,
+    through the pool and its pre-ping, by the next operation."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Connection | None = None
+
+    @contextlib.contextmanager
+    def transaction(self, *, commit: bool) -> Iterator[Connection]:
+        """One transaction: committed at the end with ``commit``, else rolled back (a
+        read); rolled back if the block raises."""
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        conn = self._conn
+        try:
+            trans = conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(Exception):  # a broken connection: dropped below
+                    trans.rollback()
+                raise
+            if commit:
+                trans.commit()
+            else:
+                trans.rollback()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing to give back
+                conn.close()
+
+
+class Reply(Generic[T]):
+    """The event loop's future of an operation, settled from the thread that ran it.
+
+    Lighter than ``run_in_executor`` or ``wrap_future`` (which pair a
+    ``concurrent.futures.Future``, with its lock and condition, to an asyncio one): one
+    asyncio future and one ``call_soon_threadsafe`` per operation, which is paid three
+    times a message on the event loop.
+    """
+
+    __slots__ = ("_loop", "future")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[T] = self._loop.create_future()
+
+    def cancelled(self) -> bool:
+        """The caller gave up (read from the worker thread: a late cancel only means the
+        result is dropped)."""
+        return self.future.cancelled()
+
+    def succeed(self, value: T) -> None:
+        self._settle(value, None)
+
+    def fail(self, exc: BaseException) -> None:
+        self._settle(None, exc)
+
+    def _settle(self, value: T | None, exc: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self._loop.call_soon_threadsafe(_settle, self.future, value, exc)
+
+
+def _settle(future: asyncio.Future[Any], value: object, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is None:
+        future.set_result(value)
+    else:
+        future.set_exception(exc)
 
 
 GROUP_MAX: Final = 64
@@ -87,18 +193,16 @@ class GroupCommitWriter:
     """
 
     def __init__(self, engine: Engine, name: str = "frontdesk-store-write") -> None:
-        self._engine = engine
+        self._own = OwnConnection(engine)
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, op: Op[T]) -> Future[T]:
+    def submit(self, op: Op[T], reply: Reply[T]) -> None:
         if self._closed:
             raise RuntimeError("the store is closed: no more writes")
-        job: _Job[T] = _Job(op, Future())
-        self._queue.put(job)
-        return job.future
+        self._queue.put(_Job(op, reply))
 
     def close(self) -> None:
         """Run the writes already queued, then stop the thread."""
@@ -107,6 +211,12 @@ class GroupCommitWriter:
         self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._own.close()
+
+    def _loop(self) -> None:
         while True:
             first = self._queue.get()
             if first is None:
@@ -122,32 +232,32 @@ class GroupCommitWriter:
                     stop = True
                     break
                 jobs.append(job)
-            self._commit([job for job in jobs if job.future.set_running_or_notify_cancel()])
+            self._commit([job for job in jobs if not job.reply.cancelled()])
             if stop:
                 return
 
     def _commit(self, jobs: list[_Job[Any]]) -> None:
         if len(jobs) > 1:
             try:
-                with self._engine.begin() as conn:
+                with self._own.transaction(commit=True) as conn:
                     values = [job.op(conn) for job in jobs]
             except BaseException:  # one failed: each runs again alone, below
                 pass
             else:
                 for job, value in zip(jobs, values, strict=True):
-                    job.future.set_result(value)
+                    job.reply.succeed(value)
                 return
         for job in jobs:
             try:
-                with self._engine.begin() as conn:
+                with self._own.transaction(commit=True) as conn:
                     value = job.op(conn)
             except BaseException as exc:  # the caller gets it (the thread goes on)
-                job.future.set_exception(exc)
+                job.reply.fail(exc)
             else:
-                job.future.set_result(value)
+                job.reply.succeed(value)
 
 
 @dataclass(frozen=True, slots=True)
 class _Job(Generic[T]):
     op: Op[T]
-    future: Future[T]
+    reply: Reply[T]

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.errors import IllegalTransition
@@ -254,6 +254,45 @@ async def test_a_message_and_its_answer_take_nine_statements(store: Store) -> No
     begin = ["BEGIN"] if store.engine.dialect.name == "sqlite" else []  # PG: the driver's own
     write = [*begin, "UPDATE", "INSERT"]
     assert statements == [*write, *begin, "SELECT", "SELECT", *write]
+
+
+async def test_prepared_statements_read_and_fail_as_execute_does(store: Store) -> None:
+    """The per-message statements run on the DB-API cursor (channels/prepared.py) read the
+    same values as SQLAlchemy's ``execute`` (aware UTC datetimes, JSON), start the
+    connection's transaction as ``execute`` would, and raise SQLAlchemy's errors."""
+    from channels.store import _CONVERSATION, _INSERT_EVENT, _TURNS_BEFORE
+
+    record, _ = await store.create_conversation("web", NOW)
+    await _customer(store, record.id, "c1")
+    await store.append_event(
+        record.id, kind="message", role=Role.BOT, text="hi", payload={"a": [1]}, now=NOW
+    )
+    params = {"cid": record.id, "limit": 5, "before": 3}
+    with store.sync_engine.connect() as conn:
+        fast = _CONVERSATION.mapping(conn, {"cid": record.id})
+        assert conn.in_transaction()  # the next statement reads the same snapshot
+        slow = conn.execute(_CONVERSATION.statement, {"cid": record.id}).first()
+        turns = _TURNS_BEFORE.all(conn, params)
+        assert turns == [tuple(r) for r in conn.execute(_TURNS_BEFORE.statement, params)]
+        assert _CONVERSATION.mapping(conn, {"cid": "nobody"}) is None
+    assert slow is not None and fast == dict(slow._mapping)
+    assert fast["created_at"] == NOW and fast["created_at"].tzinfo is UTC
+    assert [(role, text) for role, text, _ in turns] == [("bot", "hi"), ("customer", "hi")]
+    assert turns[0][2] == NOW and turns[0][2].tzinfo is UTC
+
+    duplicate = {
+        "conversation_id": record.id,
+        "seq": 1,
+        "kind": "message",
+        "role": "bot",
+        "text": "again",
+        "client_id": None,
+        "payload": {},
+        "created_at": NOW,
+    }
+    with pytest.raises(IntegrityError), store.sync_engine.begin() as conn:
+        _INSERT_EVENT.run(conn, duplicate)
+    assert [e.text for e in await store.events_after(record.id, 0)] == ["hi", "hi"]
 
 
 def test_store_and_migrations_need_no_torch_numpy_or_faiss(tmp_path: Path) -> None:
