@@ -423,6 +423,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=settings.workers if settings.workers > 1 else None,
         host=settings.host,
         port=settings.port,
+        ws=settings.ws_protocol,
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=settings.ws_compression,
         log_level="info" if args.verbose else "warning",  # access lines only with -v

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     ws_compression: bool = False
     """permessage-deflate on websockets. Off by default: chat frames are small, and each
     compressed connection holds ~40 KB more of zlib state (10,000 idle widgets: ~0.4 GiB)."""
+    ws_protocol: Literal["websockets-sansio", "wsproto"] = "websockets-sansio"
+    """uvicorn's websocket implementation. Against uvicorn's older ``websockets`` one
+    (deprecated), one run: saturated throughput 1.05x with either (BENCHMARKS.md)."""
     encoder_int8: bool = False
     """Serve the encoder's int8 export (per-channel, 7-bit weights): a message encodes in
     0.53x the time on 2 AVX-512 VNNI cores (0.68x on AVX2) and batches run 2.1x (1.39x)

@@ -36,6 +36,7 @@ def running_server(
         host="127.0.0.1",
         port=port,
         log_level="warning",
+        ws=settings.ws_protocol,
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=settings.ws_compression,
         lifespan="on",
