@@ -23,7 +23,7 @@ from retrieval.errors import BundleError
 from retrieval.index import DialogueIndex
 from retrieval.intent_head import IntentHead
 from retrieval.onnx_encoder import ONNX_INT8_FILE, OnnxEncoder
-from retrieval.ranking import ReplyCalibration, rank_hits
+from retrieval.ranking import ReplyCalibration, rank_rows
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +138,14 @@ class Bundle:
                 )
         probs, oos = self.head.predict(messages)  # (B, C), (B,)
         # over-fetch: near-duplicates of one answer collapse into one candidate
-        hits = self.index.search(queries, k * OVERFETCH)
+        sims, rows = self.index.search_rows(queries, k * OVERFETCH)
+        ranked = rank_rows(queries, sims, rows, self.index, self.reply_calibration, k)
         names = self.head.intents
         results: list[Analysis] = []
-        for row, query in enumerate(queries):
+        for row in range(len(queries)):
             order = scoring.top_k(probs[row], len(names))
             intents = tuple((names[i], float(probs[row, i])) for i in order)
-            replies = tuple(
-                ScoredReply(r.text, r.score, r.conversation_id)
-                for r in rank_hits(query, hits[row], self.reply_calibration, k)
-            )
+            replies = tuple(ScoredReply(r.text, r.score, r.conversation_id) for r in ranked[row])
             results.append(Analysis(intents, float(oos[row]), replies))
         return results
 

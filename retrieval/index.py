@@ -441,10 +441,27 @@ class DialogueIndex:
 
     def search(self, queries: npt.NDArray[np.float32], k: int) -> list[list[Hit]]:
         """Nearest customer turns for each query row, best first. (B, D) -> B lists of <= k."""
+        sims, found = self.search_rows(queries, k)
+        rows = self._rows
+        return [
+            [
+                Hit(rows.item(i), s, rows.reply_embeddings[i].astype(np.float32))
+                for s, i in zip(row_sims, row_ids, strict=True)
+                if i >= 0
+            ]
+            for row_sims, row_ids in zip(sims.tolist(), found.tolist(), strict=True)
+        ]
+
+    def search_rows(
+        self, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.float32], Ids]:
+        """:meth:`search` as arrays, for batch ranking (no object per hit): (B, k')
+        similarities and row numbers, best first, row -1 where there is no live hit."""
         if queries.ndim != 2 or queries.shape[1] != self.dim:
             raise RetrievalError(f"queries: expected shape (B, {self.dim}), got {queries.shape}")
         if len(self) == 0 or k <= 0:
-            return [[] for _ in range(queries.shape[0])]
+            empty = np.zeros((queries.shape[0], 0))
+            return empty.astype(np.float32), empty.astype(np.int64)
         k = min(k, len(self))
         x = np.ascontiguousarray(queries, dtype=np.float32)
         params = None
@@ -457,17 +474,20 @@ class DialogueIndex:
                 params.sel = self._filter()
         with _openmp_threads(1 if len(x) <= SERIAL_SEARCH_MAX_QUERIES else None):
             sims, ids = self._index.search(x, k, params=params)
-        rows = self._rows
-        results: list[list[Hit]] = []
-        for row_sims, row_ids in zip(sims.tolist(), ids.tolist(), strict=True):
-            results.append(
-                [
-                    Hit(rows.item(i), s, rows.reply_embeddings[i].astype(np.float32))
-                    for s, i in zip(row_sims, row_ids, strict=True)
-                    if i >= 0 and rows.live[i]
-                ]
-            )
-        return results
+        live = (ids >= 0) & self._rows.live[np.maximum(ids, 0)]
+        return sims.astype(np.float32, copy=False), np.where(live, ids, -1).astype(np.int64)
+
+    def replies(self, rows: Ids) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """The reply embeddings (..., D) and near-duplicate groups (...) of live rows."""
+        return self._rows.reply_embeddings[rows].astype(np.float32), self._rows.group[rows]
+
+    def reply_text(self, row: int) -> str:
+        return self._rows.replies[row]
+
+    def conversation_of(self, row: int) -> str:
+        conversation_id = self._rows.conversation_ids[int(self._rows.conversation[row])]
+        assert conversation_id is not None, f"row {row} is deleted"
+        return conversation_id
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ with unfilled ``{{placeholders}}`` (template data sets have them) is never offer
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.index import Hit
+from retrieval.index import DialogueIndex, Hit
 
 Array = npt.NDArray[np.float32]
 
@@ -91,6 +92,52 @@ def rank_hits(
         if key not in best or score > best[key].score:
             best[key] = RankedReply(hit.item.reply, score, hit.item.conversation_id, key)
     return sorted(best.values(), key=lambda r: -r.score)[:k]
+
+
+def rank_rows(
+    queries: Array,
+    sims: Array,
+    rows: npt.NDArray[np.int64],
+    index: DialogueIndex,
+    calibration: ReplyCalibration,
+    k: int,
+) -> list[list[RankedReply]]:
+    """:func:`rank_hits` for a batch, on :meth:`DialogueIndex.search_rows`' arrays: the
+    reply cosines and scores of all (B, K) hits in a few array operations, then a short
+    loop per query over hits best first. The same replies, scores and order as
+    ``rank_hits`` on ``index.search`` (to float rounding; the serving path)."""
+    if rows.shape[1] == 0:
+        return [[] for _ in range(len(rows))]
+    embeddings, groups = index.replies(np.maximum(rows, 0))
+    reply = np.einsum("bkd,bd->bk", embeddings, queries)
+    scores = calibration.probability(calibration.fused(sims, reply))
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked: list[list[RankedReply]] = []
+    for b in range(len(rows)):
+        best: list[RankedReply] = []
+        keys: set[int] = set()
+        for j in order[b].tolist():
+            row = int(rows[b, j])
+            if row < 0:
+                continue
+            text = index.reply_text(row)
+            if _unfilled(text):
+                continue
+            group = int(groups[b, j])
+            key = group if group >= 0 else hash(text)
+            if key in keys:
+                continue  # the group's best is in already
+            keys.add(key)
+            best.append(RankedReply(text, float(scores[b, j]), index.conversation_of(row), key))
+            if len(best) == k:
+                break
+        ranked.append(best)
+    return ranked
+
+
+@functools.lru_cache(maxsize=65_536)
+def _unfilled(reply: str) -> bool:
+    return UNFILLED.search(reply) is not None
 
 
 SAME_REPLY = 0.9

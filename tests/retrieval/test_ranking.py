@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from retrieval.index import Hit, IndexedTurn
-from retrieval.ranking import ReplyCalibration, rank_hits
+from retrieval.index import DialogueIndex, Hit, IndexedTurn
+from retrieval.ranking import ReplyCalibration, rank_hits, rank_rows
 
 
 def hit(reply: str, group: int, context_sim: float, reply_vec: list[float]) -> Hit:
@@ -73,3 +73,39 @@ def test_any_candidate_gets_context_evidence_from_the_hit_with_the_same_reply() 
     # no hits: the reply fit alone
     alone = score_candidates(QUERY, candidates, [], calibration)
     assert np.allclose(alone, 1 / (1 + np.exp(-0.5 * (candidates @ QUERY))))
+
+
+def test_batch_ranking_matches_ranking_hit_by_hit() -> None:
+    """rank_rows (the serving path: arrays, no object per hit) gives rank_hits' replies,
+    scores and order on index.search's hits, over groups, ungrouped duplicates, unfilled
+    templates, deleted conversations and queries with fewer hits than asked for."""
+    rng = np.random.default_rng(7)
+    dim, n = 16, 300
+    texts = [f"reply {i % 40}" for i in range(n)]
+    texts[5] = "Hello {{name}}, your order shipped."
+    items = [
+        IndexedTurn(f"c{i // 6}", i % 6, f"ctx {i}", texts[i], int(rng.integers(-1, 12)))
+        for i in range(n)
+    ]
+    unit = rng.normal(size=(2 * n + 8, dim)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    index = DialogueIndex(dim)
+    index.add(items, unit[:n], unit[n : 2 * n])
+    index.delete_conversation("c3")
+    queries = unit[2 * n :]
+    calibration = ReplyCalibration(weight=0.4, slope=9.0, intercept=-4.0)
+    for fetch, k in ((20, 5), (60, 10), (1, 1)):
+        hits = index.search(queries, fetch)
+        sims, rows = index.search_rows(queries, fetch)
+        batched = rank_rows(queries, sims, rows, index, calibration, k)
+        for query, row_hits, fast in zip(queries, hits, batched, strict=True):
+            slow = rank_hits(query, row_hits, calibration, k)
+            assert [(r.text, r.conversation_id, r.group) for r in fast] == [
+                (r.text, r.conversation_id, r.group) for r in slow
+            ]
+            assert np.allclose([r.score for r in fast], [r.score for r in slow], atol=1e-6)
+    assert all(r.text != texts[5] for ranked in batched for r in ranked)
+    empty = DialogueIndex(dim)
+    assert rank_rows(queries, *empty.search_rows(queries, 5), empty, calibration, 3) == [
+        [] for _ in queries
+    ]
