@@ -36,12 +36,18 @@ def rate(
     bundle: Bundle, messages: list[str], windows: list[str], batch: int, seconds: float
 ) -> float:
     done, start, i = 0, time.perf_counter(), 0
+    cpu = time.process_time()
     while time.perf_counter() - start < seconds:
         rows = [(i + j) % len(messages) for j in range(batch)]
         bundle.analyze([messages[r] for r in rows], [windows[r] for r in rows])
         done += batch
         i += batch
+    CPU_MS[batch] = round((time.process_time() - cpu) / done * 1000, 3)
     return done / (time.perf_counter() - start)
+
+
+CPU_MS: dict[int, float] = {}
+"""CPU time (all threads) per message of the last :func:`rate` run, by batch size."""
 
 
 def main() -> int:
@@ -51,20 +57,28 @@ def main() -> int:
     parser.add_argument("--batch-sizes", default="1,8,32,64")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--compare-padding", action="store_true")
+    parser.add_argument("--int8", action="store_true", help="the int8 encoder export")
+    parser.add_argument("--threads", type=int, default=0, help="encoder threads (0: all cores)")
     opts = parser.parse_args()
 
-    bundles = [Bundle.load(path) for path in opts.model]
+    bundles = [Bundle.load(path, int8=opts.int8, threads=opts.threads) for path in opts.model]
     pairs = dialogue_pairs(read_logs(opts.logs).logs)
     windows = [p.context for p in pairs]
     messages = [w.split(" [SEP] ")[0].removeprefix("customer: ") for w in windows]
     for bundle in bundles:
         rate(bundle, messages, windows, 8, 1.0)  # warm up
-    results: dict[str, object] = {"models": [str(m) for m in opts.model], "inputs": len(messages)}
+    results: dict[str, object] = {
+        "models": [str(m) for m in opts.model],
+        "inputs": len(messages),
+        "int8": opts.int8,
+        "threads": opts.threads,
+    }
     for batch in (int(b) for b in opts.batch_sizes.split(",")):
         row: dict[str, float] = {}
         for n, bundle in enumerate(bundles):
             tag = "" if n == 0 else f"_{n}"
             row[f"by_length{tag}"] = round(rate(bundle, messages, windows, batch, opts.seconds), 1)
+            row[f"cpu_ms_per_message{tag}"] = CPU_MS[batch]
             if n:
                 row[f"ratio{tag}_vs_first"] = round(row[f"by_length{tag}"] / row["by_length"], 2)
         if opts.compare_padding:
