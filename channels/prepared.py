@@ -16,6 +16,7 @@ Only for statements run on every message; everything else goes through ``execute
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -45,7 +46,8 @@ class Prepared:
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self._compiled: dict[str, _Compiled] = {}
+        # by dialect object: two drivers of one database differ in paramstyle and types
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = cast(SQLCompiler, self.statement.compile(dialect=dialect))
@@ -71,9 +73,9 @@ class Prepared:
         self, conn: Connection, params: Mapping[str, Any], autobegin: bool = True
     ) -> tuple[Any, _Compiled]:
         dialect = conn.dialect
-        compiled = self._compiled.get(dialect.name)
+        compiled = self._compiled.get(dialect)
         if compiled is None:
-            compiled = self._compiled[dialect.name] = self._compile(dialect)
+            compiled = self._compiled[dialect] = self._compile(dialect)
         values = {**compiled.defaults, **params}
         for name, processor in compiled.binds:
             if name in values:
@@ -83,19 +85,31 @@ class Prepared:
         )
         if autobegin and not conn.in_transaction():
             conn.begin()  # as execute() would (autobegin): the reads share one snapshot
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        dbapi_connection = conn.connection.dbapi_connection
+        cursor = dbapi_connection.cursor()  # type: ignore[union-attr]
         events = conn.dispatch  # listeners (tracing, tests) see the statement, context None
-        if events.before_cursor_execute:
-            events.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
         try:
+            if events.before_cursor_execute:
+                events.before_cursor_execute(conn, cursor, compiled.sql, args, None, False)
             cursor.execute(compiled.sql, args)
+            if events.after_cursor_execute:
+                events.after_cursor_execute(conn, cursor, compiled.sql, args, None, False)
         except dialect.loaded_dbapi.Error as exc:
             cursor.close()
+            lost = dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if lost:
+                conn.invalidate(exc)  # the pool discards it, as execute() would
             raise DBAPIError.instance(
-                compiled.sql, args, exc, dialect.loaded_dbapi.Error, dialect=dialect
+                compiled.sql,
+                args,
+                exc,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+                dialect=dialect,
             ) from exc
-        if events.after_cursor_execute:
-            events.after_cursor_execute(conn, cursor, compiled.sql, args, None, False)
+        except BaseException:
+            cursor.close()
+            raise
         return cursor, compiled
 
     def run(self, conn: Connection, params: Mapping[str, Any], *, autobegin: bool = True) -> int:
@@ -130,7 +144,7 @@ class Prepared:
         row = self.first(conn, params)
         if row is None:
             return None
-        return dict(zip(self._compiled[conn.dialect.name].columns, row, strict=True))
+        return dict(zip(self._compiled[conn.dialect].columns, row, strict=True))
 
 
 def _processed(row: Sequence[Any], processors: tuple[Processor | None, ...]) -> tuple[Any, ...]:

@@ -20,11 +20,13 @@ import asyncio
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 T = TypeVar("T")
 Op = Callable[[Connection], T]
@@ -66,6 +68,8 @@ class ThreadAccess:
         return await reply.future
 
     async def write(self, op: Op[T]) -> T:
+        if self._closed:
+            raise RuntimeError("the store is closed: no more writes")
         reply: Reply[T] = Reply()
         self._writer.submit(op, reply)
         return await reply.future
@@ -87,8 +91,7 @@ class ThreadAccess:
                 if job.reply.cancelled():
                     continue
                 try:
-                    with own.transaction(commit=False) as conn:
-                        value = job.op(conn)
+                    value = own.run(job.op, commit=False)
                 except BaseException as exc:  # the caller gets it (the thread goes on)
                     job.reply.fail(exc)
                 else:
@@ -97,31 +100,73 @@ class ThreadAccess:
             own.close()
 
 
+RECHECK_AFTER_S: Final = 1.0
+"""A thread's connection idle this long goes back to the pool before its next use, so the
+pool's pre-ping checks it (a PostgreSQL restarted while the server was quiet)."""
+
+
+class StaleConnection(Exception):
+    """A kept connection was dead when an operation used it; nothing was committed."""
+
+
 class OwnConnection:
-    """A worker thread's connection, kept from one operation to the next: a pool checkout
-    and check-in per operation cost the store's threads more than the statements did. It
-    is dropped after an error, so that a broken one (a restarted PostgreSQL) is replaced,
-    through the pool and its pre-ping, by the next operation."""
+    """A worker thread's connection, kept from one operation to the next while they keep
+    coming: a pool checkout and check-in per operation cost the store's threads more than
+    the statements did. After :data:`RECHECK_AFTER_S` idle, and after a database error,
+    the next operation takes a connection from the pool again (and its pre-ping); an
+    operation that finds its kept connection dead runs again on a new one (:meth:`run`)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._conn: Connection | None = None
+        self._used_at = 0.0
+
+    def run(self, op: Op[T], *, commit: bool) -> T:
+        """``op`` in one :meth:`transaction`; once more on a new connection if the kept one
+        turned out dead before anything was committed (a restarted PostgreSQL)."""
+        try:
+            with self.transaction(commit=commit) as conn:
+                return op(conn)
+        except StaleConnection:
+            with self.transaction(commit=commit) as conn:
+                return op(conn)
+
+    def _connection(self) -> tuple[Connection, bool]:
+        now = time.monotonic()
+        if self._conn is not None and now - self._used_at > RECHECK_AFTER_S:
+            self.close()
+        kept = self._conn is not None
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        self._used_at = now
+        return self._conn, kept
 
     @contextlib.contextmanager
     def transaction(self, *, commit: bool) -> Iterator[Connection]:
         """One transaction: committed at the end with ``commit``, else rolled back (a
-        read); rolled back if the block raises."""
-        if self._conn is None:
-            self._conn = self._engine.connect()
-        conn = self._conn
+        read); rolled back if the block raises. The connection is kept after the
+        operation's own errors (an unknown conversation), dropped after the database's;
+        :class:`StaleConnection` when a kept connection was found dead by the block."""
+        conn, kept = self._connection()
         try:
             trans = conn.begin()
+        except BaseException:
+            self.close()
+            raise
+        try:
+            yield conn
+        except BaseException as exc:
+            keep = isinstance(exc, Exception) and not isinstance(exc, SQLAlchemyError)
             try:
-                yield conn
-            except BaseException:
-                with contextlib.suppress(Exception):  # a broken connection: dropped below
-                    trans.rollback()
-                raise
+                trans.rollback()
+            except Exception:
+                keep = False
+            if not keep:
+                self.close()
+            if kept and isinstance(exc, DBAPIError) and exc.connection_invalidated:
+                raise StaleConnection(str(exc.orig)) from exc
+            raise
+        try:
             if commit:
                 trans.commit()
             else:
@@ -252,8 +297,7 @@ class GroupCommitWriter:
                 return
         for job in jobs:
             try:
-                with self._own.transaction(commit=True) as conn:
-                    value = job.op(conn)
+                value = self._own.run(job.op, commit=True)
             except BaseException as exc:  # the caller gets it (the thread goes on)
                 job.reply.fail(exc)
             else:

@@ -104,34 +104,38 @@ def rank_rows(
 ) -> list[list[RankedReply]]:
     """:func:`rank_hits` for a batch, on :meth:`DialogueIndex.search_rows`' arrays: the
     reply cosines and scores of all (B, K) hits in a few array operations, then a short
-    loop per query over hits best first. The same replies, scores and order as
-    ``rank_hits`` on ``index.search`` (to float rounding; the serving path)."""
-    if rows.shape[1] == 0:
+    loop per query over its hits. The same replies, scores and order as ``rank_hits`` on
+    ``index.search`` (to float rounding; ties too); the serving path."""
+    if k <= 0 or rows.shape[1] == 0:
         return [[] for _ in range(len(rows))]
-    embeddings, groups = index.replies(np.maximum(rows, 0))
-    reply = np.einsum("bkd,bd->bk", embeddings, queries)
-    scores = calibration.probability(calibration.fused(sims, reply))
-    order = np.argsort(-scores, axis=1, kind="stable")
+    found = rows >= 0
+    embeddings, groups = index.replies(np.where(found, rows, 0))
+    # a missing hit (FAISS: similarity -FLT_MAX) is scored as 0 and 0, then skipped
+    reply = np.where(found, np.einsum("bkd,bd->bk", embeddings, queries), 0).astype(np.float32)
+    context = np.where(found, sims, 0).astype(np.float32)
+    scores = calibration.probability(calibration.fused(context, reply))
     ranked: list[list[RankedReply]] = []
-    for b in range(len(rows)):
-        best: list[RankedReply] = []
-        keys: set[int] = set()
-        for j in order[b].tolist():
-            row = int(rows[b, j])
+    for row_ids, row_groups, row_scores in zip(
+        rows.tolist(), groups.tolist(), scores.tolist(), strict=True
+    ):
+        # as rank_hits: a group's best hit, groups in the order they first appear
+        best: dict[int, tuple[float, int]] = {}
+        for row, group, score in zip(row_ids, row_groups, row_scores, strict=True):
             if row < 0:
                 continue
             text = index.reply_text(row)
             if _unfilled(text):
                 continue
-            group = int(groups[b, j])
             key = group if group >= 0 else hash(text)
-            if key in keys:
-                continue  # the group's best is in already
-            keys.add(key)
-            best.append(RankedReply(text, float(scores[b, j]), index.conversation_of(row), key))
-            if len(best) == k:
-                break
-        ranked.append(best)
+            if key not in best or score > best[key][0]:
+                best[key] = (score, row)
+        top = sorted(best.items(), key=lambda item: -item[1][0])[:k]
+        ranked.append(
+            [
+                RankedReply(index.reply_text(row), score, index.conversation_of(row), key)
+                for key, (score, row) in top
+            ]
+        )
     return ranked
 
 

@@ -295,6 +295,30 @@ async def test_prepared_statements_read_and_fail_as_execute_does(store: Store) -
     assert [e.text for e in await store.events_after(record.id, 0)] == ["hi", "hi"]
 
 
+async def test_store_threads_reconnect_after_postgres_drops_them(store: Store) -> None:
+    """The store's threads keep their connections; when PostgreSQL has dropped them (a
+    restart), the next read and write on each thread find out on their first statement,
+    nothing being committed, and run again on a new connection: no error reaches the
+    caller."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite has no server to drop connections")
+    record, _ = await store.create_conversation("web", NOW)
+    await asyncio.gather(*(store.get_conversation(record.id) for _ in range(4)))
+    async with store.engine.connect() as conn:
+        dropped = await conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        assert dropped.all()
+    for _ in range(3):  # every reader thread
+        found = await store.get_conversation(record.id)
+        assert found is not None and found.id == record.id
+    await _message(store, record.id, "after the restart")
+    assert [e.text for e in await store.events_after(record.id, 0)] == ["after the restart"]
+
+
 def test_store_and_migrations_need_no_torch_numpy_or_faiss(tmp_path: Path) -> None:
     """The store module imports and migrates with torch, numpy and faiss unavailable."""
     db_url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"

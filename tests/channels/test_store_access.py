@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,11 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bot.types import Role
+from channels import store_access
 from channels.store import Store, make_sync_engine
-from channels.store_access import ThreadAccess
+from channels.store_access import OwnConnection, ThreadAccess
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -181,6 +183,43 @@ async def test_close_stops_the_threads(tmp_path: Path) -> None:
     assert len(used) == 2 and not any(thread.is_alive() for thread in used)
     with pytest.raises(RuntimeError):
         await access.read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
+    with pytest.raises(RuntimeError):
+        await access.write(lambda conn: conn.execute(sa.text("SELECT 1")).all())
+
+
+def test_a_thread_keeps_its_connection_until_idle_or_a_database_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store thread reuses its connection from one operation to the next, also after an
+    operation's own error; after a database error, or once idle for RECHECK_AFTER_S, it
+    takes one from the pool again (where PostgreSQL's pre-ping checks it)."""
+    engine = make_sync_engine(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    checkouts: list[int] = []
+    sa.event.listen(engine, "checkout", lambda *_: checkouts.append(1))
+    own = OwnConnection(engine)
+
+    def run(statement: str) -> None:
+        with own.transaction(commit=True) as conn:
+            conn.execute(sa.text(statement))
+
+    run("CREATE TABLE t (n INT)")
+    run("INSERT INTO t VALUES (1)")
+    with pytest.raises(ValueError), own.transaction(commit=True) as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (2)"))
+        raise ValueError("the operation's own error")
+    run("INSERT INTO t VALUES (3)")
+    assert len(checkouts) == 1
+    with pytest.raises(OperationalError):
+        run("INSERT INTO missing VALUES (4)")
+    run("INSERT INTO t VALUES (5)")
+    assert len(checkouts) == 2
+    monkeypatch.setattr(store_access, "RECHECK_AFTER_S", 0.0)
+    time.sleep(0.01)
+    with own.transaction(commit=False) as conn:
+        assert [n for (n,) in conn.execute(sa.text("SELECT n FROM t ORDER BY n"))] == [1, 3, 5]
+    assert len(checkouts) == 3
+    own.close()
+    engine.dispose()
 
 
 def test_sync_engines_are_for_sqlite_and_postgres() -> None:

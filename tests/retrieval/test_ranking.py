@@ -109,3 +109,38 @@ def test_batch_ranking_matches_ranking_hit_by_hit() -> None:
     assert rank_rows(queries, *empty.search_rows(queries, 5), empty, calibration, 3) == [
         [] for _ in queries
     ]
+
+
+def test_batch_ranking_breaks_ties_as_ranking_hit_by_hit() -> None:
+    """Equal scores (here a saturated curve: 1.0) keep rank_hits' order, by where each
+    group first appears among the hits, even when a later hit of it gives its best score;
+    hits FAISS could not fill (-FLT_MAX similarity, row -1) take no part and warn nothing."""
+
+    def unit(*xs: float) -> list[float]:
+        return [*xs, float(np.sqrt(max(0.0, 1 - sum(x * x for x in xs))))]
+
+    query = np.asarray([1.0, 0.0, 0.0], dtype=np.float32)
+    context = np.asarray([unit(0.9, 0.0), unit(0.8, 0.0), unit(0.7, 0.0)], dtype=np.float32)
+    reply = np.asarray([[-1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0]], dtype=np.float32)
+    items = [
+        IndexedTurn("c1", 0, "a", "first of group 1", 1),  # seen first, scores ~0
+        IndexedTurn("c2", 0, "b", "group 2", 2),  # 1.0
+        IndexedTurn("c3", 0, "c", "second of group 1", 1),  # 1.0: group 1's best
+    ]
+    index = DialogueIndex(3)
+    index.add(items, context, reply)
+    saturated = ReplyCalibration(weight=0.5, slope=1000.0, intercept=0.0)
+    (hits,) = index.search(query[None], 5)
+    slow = rank_hits(query, hits, saturated, k=1)
+    sims, rows = index.search_rows(query[None], 5)
+    assert (
+        [r.text for r in rank_rows(query[None], sims, rows, index, saturated, 1)[0]]
+        == [r.text for r in slow]
+        == ["second of group 1"]
+    )
+    padded_sims = np.concatenate([sims, np.full((1, 2), -3.4028235e38, np.float32)], axis=1)
+    padded_rows = np.concatenate([rows, np.full((1, 2), -1)], axis=1)
+    with np.errstate(over="raise", invalid="raise"):
+        (padded,) = rank_rows(query[None], padded_sims, padded_rows, index, saturated, 5)
+    assert [r.text for r in padded] == [r.text for r in rank_hits(query, hits, saturated, 5)]
+    assert rank_rows(query[None], sims, rows, index, saturated, 0) == [[]]
