@@ -50,6 +50,12 @@ def to_model_outputs(analysis: Analysis) -> ModelOutputs:
     )
 
 
+def _analyze(model: Analyzer, texts: list[str], contexts: list[str]) -> list[ModelOutputs]:
+    """One batch on the inference thread, converted there too (it is per-message Python
+    the event loop need not do)."""
+    return [to_model_outputs(analysis) for analysis in model.analyze(texts, contexts)]
+
+
 _Pending = tuple[str, str, asyncio.Future[ModelOutputs]]
 
 
@@ -119,7 +125,7 @@ class MicroBatcher:
             started = time.perf_counter()
             try:
                 results = await asyncio.to_thread(
-                    model.analyze, [text for text, _, _ in batch], [c for _, c, _ in batch]
+                    _analyze, model, [text for text, _, _ in batch], [c for _, c, _ in batch]
                 )
             except Exception as exc:
                 log.exception("inference failed for a batch of %d", len(batch))
@@ -131,6 +137,6 @@ class MicroBatcher:
             if self.metrics is not None:
                 self.metrics.batch_size.observe(len(batch))
                 self.metrics.inference_seconds.observe(time.perf_counter() - started)
-            for (_, _, future), analysis in zip(batch, results, strict=True):
+            for (_, _, future), outputs in zip(batch, results, strict=True):
                 if not future.done():
-                    future.set_result(to_model_outputs(analysis))
+                    future.set_result(outputs)
