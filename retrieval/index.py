@@ -238,11 +238,14 @@ class _Rows:
         self.live_count -= len(rows)
         return rows
 
-    def item(self, row: int) -> IndexedTurn:
+    def conversation_id(self, row: int) -> str:
         conversation_id = self.conversation_ids[int(self.conversation[row])]
         assert conversation_id is not None, f"row {row} is deleted"
+        return conversation_id
+
+    def item(self, row: int) -> IndexedTurn:
         return IndexedTurn(
-            conversation_id,
+            self.conversation_id(row),
             int(self.turn[row]),
             self.contexts[row],
             self.replies[row],
@@ -485,9 +488,7 @@ class DialogueIndex:
         return self._rows.replies[row]
 
     def conversation_of(self, row: int) -> str:
-        conversation_id = self._rows.conversation_ids[int(self._rows.conversation[row])]
-        assert conversation_id is not None, f"row {row} is deleted"
-        return conversation_id
+        return self._rows.conversation_id(row)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,7 @@ import numpy.typing as npt
 from retrieval.index import DialogueIndex, Hit
 
 Array = npt.NDArray[np.float32]
+Item = TypeVar("Item")
 
 UNFILLED = re.compile(r"\{\{[^{}]*\}\}")
 
@@ -79,19 +81,34 @@ def rank_hits(
     query: Array, hits: Sequence[Hit], calibration: ReplyCalibration, k: int
 ) -> list[RankedReply]:
     """The ``k`` best distinct replies among ``hits`` for the (D,) ``query``, best first."""
-    usable = [h for h in hits if not UNFILLED.search(h.item.reply)]
+    usable = [h for h in hits if not _unfilled(h.item.reply)]
     if not usable:
         return []
     context = np.asarray([h.similarity for h in usable], dtype=np.float32)
     reply = np.stack([h.reply_embedding for h in usable]) @ query  # (K,)
     scores = calibration.probability(calibration.fused(context, reply))
-    best: dict[int, RankedReply] = {}
-    for hit, score in zip(usable, scores.tolist(), strict=True):
-        # group -1 (none) must not merge unrelated replies: key those by their text
-        key = hit.item.group if hit.item.group >= 0 else hash(hit.item.reply)
-        if key not in best or score > best[key].score:
-            best[key] = RankedReply(hit.item.reply, score, hit.item.conversation_id, key)
-    return sorted(best.values(), key=lambda r: -r.score)[:k]
+    scored = zip(usable, scores.tolist(), strict=True)
+    best = _distinct(((h.item.reply, h.item.group, score, h) for h, score in scored), k)
+    return [
+        RankedReply(hit.item.reply, score, hit.item.conversation_id, key)
+        for key, score, hit in best
+    ]
+
+
+def _distinct(
+    scored: Iterable[tuple[str, int, float, Item]], k: int
+) -> list[tuple[int, float, Item]]:
+    """The ``k`` best of ``(reply, group, score, item)``, one per near-duplicate group
+    (its best; the first of equals), best first, groups tied in the order they first
+    appear: ``(key, score, item)``. Group -1 (none) must not merge unrelated replies: those
+    are keyed by their text."""
+    best: dict[int, tuple[float, Item]] = {}
+    for reply, group, score, item in scored:
+        key = group if group >= 0 else hash(reply)
+        if key not in best or score > best[key][0]:
+            best[key] = (score, item)
+    top = sorted(best.items(), key=lambda entry: -entry[1][0])[:k]
+    return [(key, score, item) for key, (score, item) in top]
 
 
 def rank_rows(
@@ -118,22 +135,15 @@ def rank_rows(
     for row_ids, row_groups, row_scores in zip(
         rows.tolist(), groups.tolist(), scores.tolist(), strict=True
     ):
-        # as rank_hits: a group's best hit, groups in the order they first appear
-        best: dict[int, tuple[float, int]] = {}
-        for row, group, score in zip(row_ids, row_groups, row_scores, strict=True):
-            if row < 0:
-                continue
-            text = index.reply_text(row)
-            if _unfilled(text):
-                continue
-            key = group if group >= 0 else hash(text)
-            if key not in best or score > best[key][0]:
-                best[key] = (score, row)
-        top = sorted(best.items(), key=lambda item: -item[1][0])[:k]
+        usable = (
+            (text, group, score, row)
+            for row, group, score in zip(row_ids, row_groups, row_scores, strict=True)
+            if row >= 0 and not _unfilled(text := index.reply_text(row))
+        )
         ranked.append(
             [
                 RankedReply(index.reply_text(row), score, index.conversation_of(row), key)
-                for key, (score, row) in top
+                for key, score, row in _distinct(usable, k)
             ]
         )
     return ranked
