@@ -32,6 +32,10 @@ class TrainingArguments:
     this share of in-scope validation rows that the classifier gets right."""
     freeze_word_embeddings: bool = True
     """Keep the token embedding table fixed: 20 % faster steps on CPU, no loss measured."""
+    average_epochs: float = 0.0
+    """Also keep an exponential moving average of the weights over about this many epochs
+    and let validation choose, at each epoch, between it and the weights themselves
+    (0: no average)."""
     examples_budget: int = 40_000
     """Auto epochs: about this many training examples seen in all (3 to 10 epochs)."""
     context: Mode = "joint"
@@ -47,6 +51,7 @@ class TrainingArguments:
             "epochs": self.epochs is None or self.epochs >= 0,
             "batch_size": self.batch_size is None or self.batch_size >= 1,
             "examples_budget": self.examples_budget >= 1,
+            "average_epochs": self.average_epochs >= 0,
             "max_lost_without_oos": 0 <= self.max_lost_without_oos <= 1,
             "learning_rate": self.learning_rate > 0,
             "head_learning_rate": self.head_learning_rate > 0,

@@ -9,11 +9,12 @@ out-of-scope threshold, both fitted on the validation rows only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -53,6 +54,41 @@ class EpochRecord:
     loss: float
     valid_accuracy: float | None
     seconds: float
+    averaged_valid_accuracy: float | None = None
+    """The weights' moving average at this epoch (``average_epochs`` > 0)."""
+
+
+class WeightAverage:
+    """An exponential moving average of ``params``, updated every ``every`` steps over a
+    window of about ``window`` steps, that can stand in for them for a while."""
+
+    def __init__(self, params: Sequence[torch.Tensor], window: float, every: int = 2) -> None:
+        self.params = list(params)
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.every = every
+        self.weight = min(1.0, every / max(1.0, window))  # of the newest weights
+        self.steps = 0
+
+    def step(self) -> None:
+        self.steps += 1
+        if self.steps % self.every == 0:
+            with torch.no_grad():
+                for average, param in zip(self.shadow, self.params, strict=True):
+                    average.lerp_(param.detach(), self.weight)
+
+    @contextlib.contextmanager
+    def swapped_in(self) -> Iterator[None]:
+        """The parameters hold the average inside the block, their own values after it."""
+        with torch.no_grad():
+            own = [p.detach().clone() for p in self.params]
+            for param, average in zip(self.params, self.shadow, strict=True):
+                param.copy_(average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for param, value in zip(self.params, own, strict=True):
+                    param.copy_(value)
 
 
 @dataclass(frozen=True)
@@ -208,6 +244,23 @@ def train_intents(
         out: npt.NDArray[np.float32] = emb @ weights.T
         return out
 
+    averaged = (
+        WeightAverage([*trainable, class_vectors], args.average_epochs * steps_per_epoch)
+        if args.average_epochs > 0
+        else None
+    )
+
+    def valid_accuracy() -> float | None:
+        if not (vy >= 0).any():
+            return None
+        return float((valid_logits()[vy >= 0].argmax(axis=1) == vy[vy >= 0]).mean())
+
+    def snapshot() -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        return (
+            {k: v.detach().clone() for k, v in model.state_dict().items()},
+            class_vectors.detach().clone(),
+        )
+
     history: list[EpochRecord] = []
     best: tuple[float, int, dict[str, torch.Tensor], torch.Tensor] | None = None
     bar = tqdm(total=total, desc="intents", disable=not progress, unit="step")
@@ -223,21 +276,40 @@ def train_intents(
                 logits = emb.float() @ class_weights().T  # (B, C)
                 loss = loss_fn(logits, target)
             losses.append(apply_step(loss, optimizer, scheduler, trainable))
+            if averaged is not None:
+                averaged.step()
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
         model.eval()
-        accuracy: float | None = None
-        if (vy >= 0).any():
-            accuracy = float((valid_logits()[vy >= 0].argmax(axis=1) == vy[vy >= 0]).mean())
-        history.append(
-            EpochRecord(epoch, float(np.mean(losses)), accuracy, time.perf_counter() - started)
-        )
-        log.info("epoch %d: loss %.4f, valid accuracy %s", epoch, history[-1].loss, accuracy)
+        accuracy = valid_accuracy()
         score = accuracy if accuracy is not None else float(epoch)
-        if best is None or score > best[0]:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best = (score, epoch, state, class_vectors.detach().clone())
-        elif epoch - best[1] >= args.patience:
+        improved = best is None or score > best[0]
+        if improved:
+            best = (score, epoch, *snapshot())
+        averaged_accuracy: float | None = None
+        if averaged is not None and accuracy is not None:
+            with averaged.swapped_in():
+                averaged_accuracy = valid_accuracy()
+                assert averaged_accuracy is not None and best is not None
+                if averaged_accuracy > best[0]:
+                    best, improved = (averaged_accuracy, epoch, *snapshot()), True
+        history.append(
+            EpochRecord(
+                epoch,
+                float(np.mean(losses)),
+                accuracy,
+                time.perf_counter() - started,
+                averaged_accuracy,
+            )
+        )
+        log.info(
+            "epoch %d: loss %.4f, valid accuracy %s (averaged weights %s)",
+            epoch,
+            history[-1].loss,
+            accuracy,
+            averaged_accuracy,
+        )
+        if not improved and best is not None and epoch - best[1] >= args.patience:
             log.info("early stop after epoch %d (best %d)", epoch, best[1])
             break
     bar.close()

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+import torch
 
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent_head import IntentHead
 from training.args import TrainingArguments
 from training.intents import (
     GUARD_QUANTILE,
+    WeightAverage,
     calibrated,
     length_batches,
     split_validation,
@@ -141,6 +143,54 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     assert len(result.history) == result.best_epoch + 1
     assert accuracies[result.best_epoch - 1] == max(accuracies)  # type: ignore[type-var]
     assert result.valid_rows == 6 and result.train_rows == len(rows) - 6  # 2 of 6 per intent
+
+
+def test_weight_average_follows_the_weights_and_stands_in_for_them() -> None:
+    """Every `every` steps the average moves `every / window` of the way to the weights;
+    inside `swapped_in` the parameters hold the average, and their own values after."""
+    param = torch.nn.Parameter(torch.zeros(3))
+    average = WeightAverage([param], window=4, every=2)
+    for value in (1.0, 2.0, 3.0, 4.0):
+        with torch.no_grad():
+            param.fill_(value)
+        average.step()
+    # updated after steps 2 (weights 2) and 4 (weights 4), half the way each time
+    np.testing.assert_allclose(average.shadow[0].numpy(), [2.5] * 3)
+    with average.swapped_in():
+        np.testing.assert_allclose(param.detach().numpy(), [2.5] * 3)
+    np.testing.assert_allclose(param.detach().numpy(), [4.0] * 3)
+    with pytest.raises(RuntimeError), average.swapped_in():
+        raise RuntimeError("an evaluation failed")
+    np.testing.assert_allclose(param.detach().numpy(), [4.0] * 3)
+
+
+def test_averaged_weights_are_scored_and_chosen_by_validation() -> None:
+    """With `average_epochs`, each epoch also scores the weights' moving average on the
+    validation rows; the kept model is the best of both by validation accuracy."""
+    rows = [
+        *ROWS,
+        ("track my order please", "track"), ("where is the delivery", "track"),
+        ("refund the money", "refund"), ("money back please", "refund"),
+        ("hello!", "greet"), ("hi there friend", "greet"),
+    ]  # fmt: skip
+    args = TrainingArguments(epochs=2, batch_size=4, seed=5, valid_fraction=0.3, average_epochs=0.5)
+    result = train_intents(
+        Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args, progress=False
+    )
+    assert all(r.averaged_valid_accuracy is not None for r in result.history)
+    scores = [s for r in result.history for s in (r.valid_accuracy, r.averaged_valid_accuracy)]
+    best = result.history[result.best_epoch - 1]
+    assert max(best.valid_accuracy or 0, best.averaged_valid_accuracy or 0) == max(scores)  # type: ignore[type-var]
+    plain = train_intents(
+        Encoder(base_model_path()),
+        [t for t, _ in rows],
+        [y for _, y in rows],
+        replace(args, average_epochs=0.0),
+        progress=False,
+    )
+    assert all(r.averaged_valid_accuracy is None for r in plain.history)
+    # the average only watches: the weights' own trajectory is the same
+    assert [r.valid_accuracy for r in plain.history] == [r.valid_accuracy for r in result.history]
 
 
 def _head(labels: tuple[str, ...], oos_label: str | None = None) -> IntentHead:
