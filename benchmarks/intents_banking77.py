@@ -7,6 +7,7 @@ the baseline the fine-tuned model must beat. Prints one JSON object.
 
     python benchmarks/intents_banking77.py [--data ../shared/data/banking77] [--keep DIR]
         [--set NAME=VALUE ...]   # a variant: training arguments other than the defaults
+        [--shots N]              # train on N rows of each intent (seeded), a new bot's data
 
 With `--set`, training runs in this process through the library with those arguments
 (the command line takes none); evaluation is the same command.
@@ -52,6 +53,25 @@ def frozen_baseline(train: Path, test: Path) -> dict[str, float]:
     return {"accuracy": accuracy, "train_seconds": round(seconds, 1)}
 
 
+def few_shot(train: Path, shots: int, out: Path, seed: int = 0) -> Path:
+    """``shots`` rows of each intent of ``train``, drawn with ``seed``, as a CSV at ``out``."""
+    import random
+
+    texts, labels = read_csv(train)
+    by_intent: dict[str, list[str]] = {}
+    for text, label in zip(texts, labels, strict=True):
+        by_intent.setdefault(label, []).append(text)
+    rng = random.Random(seed)
+    with out.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "category"])
+        for label in sorted(by_intent):
+            rows = by_intent[label]
+            for text in rng.sample(rows, min(shots, len(rows))):
+                writer.writerow([text, label])
+    return out
+
+
 def train_variant(train: Path, out: Path, settings: list[str]) -> None:
     from dataclasses import fields
 
@@ -74,16 +94,20 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="model folder to write (default: temporary)")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--shots", type=int, help="rows of each intent to train on (all)")
     options = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="banking77-") as tmp:
         model = options.keep or Path(tmp) / "model"
+        train = options.data / "train.csv"
+        if options.shots:
+            train = few_shot(train, options.shots, Path(tmp) / f"train-{options.shots}.csv")
         started = time.perf_counter()
         if options.set:
-            train_variant(options.data / "train.csv", model, options.set)
+            train_variant(train, model, options.set)
         else:
             subprocess.run(
-                [*FRONTDESK, "intents", "train", "--train", str(options.data / "train.csv"),
+                [*FRONTDESK, "intents", "train", "--train", str(train),
                  "--out", str(model)],
                 check=True, env=env, cwd=ROOT,
             )  # fmt: skip
@@ -96,14 +120,13 @@ def main() -> None:
         result: dict[str, object] = {
             "cpu_count": os.cpu_count(),
             "variant": options.set,
+            "shots": options.shots,
             "train_seconds": round(train_seconds, 1),
             "test": json.loads(out.stdout),
             "manifest_history": json.loads((model / "manifest.json").read_text())["history"],
         }
         if not options.no_baseline:
-            result["frozen_minilm_logreg"] = frozen_baseline(
-                options.data / "train.csv", options.data / "test.csv"
-            )
+            result["frozen_minilm_logreg"] = frozen_baseline(train, options.data / "test.csv")
     print(json.dumps(result, indent=2))
 
 

@@ -31,6 +31,10 @@ class YamlSource:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise DefinitionError(path, None, f"cannot read the file: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise DefinitionError(
+                path, None, f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+            ) from exc
         return cls(path, text)
 
     def line_of(self, loc: Sequence[str | int]) -> int | None:

@@ -54,6 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+def _epochs(text: str) -> int:
+    """An argparse type: a whole number of epochs, >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frontdesk", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -76,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
         help="chat logs to index (JSONL, STAR folder, Bitext CSV); repeatable; "
         "default: the bot folder's dialogues.jsonl",
     )
-    train.add_argument("--epochs", type=int, help="fine-tuning epochs")
+    train.add_argument(
+        "--epochs",
+        type=_epochs,
+        help="fine-tuning epochs (default: from the data size; 0: no fine-tuning, the base "
+        "encoder with each intent's centroid, a quick first model)",
+    )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
     train.add_argument(
@@ -112,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     itrain.add_argument("--out", type=Path, required=True, help="model folder to write")
     itrain.add_argument("--valid", type=Path, help="validation rows (default: carved out)")
     itrain.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    itrain.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
+    itrain.add_argument("--epochs", type=_epochs, help=argparse.SUPPRESS)
     itrain.add_argument("--json", action="store_true", help="print the result as JSON")
     itrain.set_defaults(run=_intents_train)
     ieval = isub.add_parser("eval", help="evaluate an intent model on labelled rows")
@@ -157,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     dindex.add_argument("--phone-region", default="US", help="default phone country (ISO code)")
     dindex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     dindex.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
-    dindex.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
+    dindex.add_argument("--epochs", type=_epochs, help=argparse.SUPPRESS)
     dindex.add_argument("--json", action="store_true", help="print the result as JSON")
     dindex.set_defaults(run=_dialogues_index)
     deval = dsub.add_parser("eval", help="1-of-100 response ranking on held-out chat logs")

@@ -33,7 +33,15 @@ class ChannelError(Exception):
 
 
 class BadFrame(ChannelError):
+    """A refused client frame; ``client_id`` names the refused ``message`` where it had a
+    readable one, so that the client can take it out of its outbox instead of resending
+    it forever."""
+
     code = "bad_frame"
+
+    def __init__(self, message: str, client_id: str | None = None) -> None:
+        super().__init__(message)
+        self.client_id = client_id
 
 
 class ConversationClosed(ChannelError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -56,15 +57,37 @@ def parse_client_frame(raw: str | bytes, max_text_chars: int) -> ClientFrameType
         where = ".".join(str(p) for p in err["loc"]) or "frame"
         raise BadFrame(
             f"{where}: {err['msg']}; expected a JSON object like "
-            '{"type": "hello", ...} or {"type": "message", "client_id": "...", "text": "..."}'
+            '{"type": "hello", ...} or {"type": "message", "client_id": "...", "text": "..."}',
+            client_id=_refused_message_id(raw),
         ) from exc
     if isinstance(frame, MessageIn) and len(frame.text) > max_text_chars:
-        raise BadFrame(f"text: at most {max_text_chars} characters, got {len(frame.text)}")
+        raise BadFrame(
+            f"text: at most {max_text_chars} characters, got {len(frame.text)}",
+            client_id=frame.client_id,
+        )
     return frame
 
 
-def welcome(conversation_id: str, token: str, seq: int) -> dict[str, Any]:
-    return {"type": "welcome", "conversation_id": conversation_id, "token": token, "seq": seq}
+def _refused_message_id(raw: str | bytes) -> str | None:
+    """The ``client_id`` of a refused ``message`` frame, where it has a usable one."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != "message":
+        return None
+    client_id = data.get("client_id")
+    return client_id if isinstance(client_id, str) and 0 < len(client_id) <= 64 else None
+
+
+def welcome(conversation_id: str, token: str, seq: int, max_text_chars: int) -> dict[str, Any]:
+    return {
+        "type": "welcome",
+        "conversation_id": conversation_id,
+        "token": token,
+        "seq": seq,
+        "max_text_chars": max_text_chars,
+    }
 
 
 def ack(client_id: str, seq: int) -> dict[str, Any]:
@@ -79,8 +102,11 @@ def typing(role: str = "bot") -> dict[str, Any]:
     return {"type": "typing", "role": role}
 
 
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
+def error(code: str, message: str, client_id: str | None = None) -> dict[str, Any]:
+    frame = {"type": "error", "code": code, "message": message}
+    if client_id is not None:  # the refused message: the client drops it from its outbox
+        frame["client_id"] = client_id
+    return frame
 
 
 def event_frame(event: StoredEvent) -> dict[str, Any]:

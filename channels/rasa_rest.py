@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from channels.bridge import Inbound
 from channels.errors import ChannelError
 from channels.runtime import Runtime
-from channels.store import CLIENT_ID_MAX_CHARS, StoredEvent
+from channels.store import CLIENT_ID_MAX_CHARS, EXTERNAL_ID_MAX_CHARS, StoredEvent
 
 CHANNEL = "rest"
 
@@ -39,7 +39,7 @@ class RestMessage(BaseModel):
     # Rasa clients may send more (``input_channel``, ...): ignored, as Rasa does.
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    sender: Annotated[str, StringConstraints(min_length=1)]
+    sender: Annotated[str, StringConstraints(min_length=1, max_length=EXTERNAL_ID_MAX_CHARS)]
     """The customer's id: the same sender is the same conversation (1 to 200 characters)."""
     message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
     metadata: RestMetadata | None = None

@@ -89,7 +89,8 @@ class Connection:
                     else:
                         await self._message(frame)
             except ChannelError as exc:
-                await self.outbox.put(protocol.error(exc.code, str(exc)))
+                client_id = exc.client_id if isinstance(exc, BadFrame) else None
+                await self.outbox.put(protocol.error(exc.code, str(exc), client_id))
 
     async def _hello(self, hello: protocol.Hello) -> bool:
         if self.conversation_id is not None:
@@ -107,7 +108,9 @@ class Connection:
         self.conversation_id = record.id
         logs.conversation_id.set(record.id)
         self.subscription = self.runtime.bus.subscribe(record.id)  # before the replay
-        await self.outbox.put(protocol.welcome(record.id, token, record.last_seq))
+        await self.outbox.put(
+            protocol.welcome(record.id, token, record.last_seq, self.settings.max_text_chars)
+        )
         # everything after last_seq, a page at a time (the writer drains while we read on)
         after = hello.last_seq
         while page := await store.events_after(record.id, after, self.settings.replay_limit):
@@ -119,7 +122,7 @@ class Connection:
 
     async def _message(self, frame: protocol.MessageIn) -> None:
         if self.conversation_id is None:
-            raise BadFrame("message: send a `hello` frame first")
+            raise BadFrame("message: send a `hello` frame first", client_id=frame.client_id)
         service = self.runtime.service
         event, created = await service.accept(self.conversation_id, frame.client_id, frame.text)
         self.sent.add(event.seq)  # the ack stands for the message itself

@@ -32,6 +32,10 @@ class TrainingArguments:
     this share of in-scope validation rows that the classifier gets right."""
     freeze_word_embeddings: bool = True
     """Keep the token embedding table fixed: 20 % faster steps on CPU, no loss measured."""
+    contrastive_weight: float = 0.0
+    """Weight of a supervised contrastive loss (rows of one intent in a batch pulled
+    together, others pushed apart) added to the classifier's (0: none)."""
+    contrastive_temperature: float = 0.1
     average_epochs: float = 0.0
     """Also keep an exponential moving average of the weights over about this many epochs
     and let validation choose, at each epoch, between it and the weights themselves
@@ -52,6 +56,8 @@ class TrainingArguments:
             "batch_size": self.batch_size is None or self.batch_size >= 1,
             "examples_budget": self.examples_budget >= 1,
             "average_epochs": self.average_epochs >= 0,
+            "contrastive_weight": self.contrastive_weight >= 0,
+            "contrastive_temperature": self.contrastive_temperature > 0,
             "max_lost_without_oos": 0 <= self.max_lost_without_oos <= 1,
             "learning_rate": self.learning_rate > 0,
             "head_learning_rate": self.head_learning_rate > 0,

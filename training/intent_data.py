@@ -17,7 +17,7 @@ import csv
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import BotError
 from training.errors import TrainingError
@@ -74,51 +74,61 @@ def read_intent_rows(path: Path | str) -> IntentRows:
 
 
 def _read_csv(path: Path) -> IntentRows:
-    texts: list[str] = []
-    labels: list[str] = []
-    problems: list[RowProblem] = []
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise IntentDataError(f"{path}: cannot read: {exc}") from exc
-    with handle:
-        reader = csv.reader(handle)
+    try:
+        with handle:
+            return _read_csv_rows(path, csv.reader(handle))
+    except UnicodeDecodeError as exc:
+        raise IntentDataError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
+            "(in Excel: CSV UTF-8)"
+        ) from exc
+
+
+def _read_csv_rows(path: Path, reader: Any) -> IntentRows:
+    """The rows of an open ``csv.reader``."""
+    texts: list[str] = []
+    labels: list[str] = []
+    problems: list[RowProblem] = []
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise IntentDataError(f"{path}: empty file, expected a header row") from None
+    except csv.Error as exc:
+        raise IntentDataError(f"{path}:1: {exc}") from exc
+    columns = [c.strip().lower() for c in header]
+    label_column = "intent" if "intent" in columns else "category"
+    if "text" not in columns or label_column not in columns:
+        raise IntentDataError(
+            f"{path}:1: expected a header with the columns `text` and `intent` "
+            f"(or `category`), got {header!r}"
+        )
+    ti, li = columns.index("text"), columns.index(label_column)
+    while True:
         try:
-            header = next(reader)
+            row = next(reader)
         except StopIteration:
-            raise IntentDataError(f"{path}: empty file, expected a header row") from None
+            break
         except csv.Error as exc:
-            raise IntentDataError(f"{path}:1: {exc}") from exc
-        columns = [c.strip().lower() for c in header]
-        label_column = "intent" if "intent" in columns else "category"
-        if "text" not in columns or label_column not in columns:
-            raise IntentDataError(
-                f"{path}:1: expected a header with the columns `text` and `intent` "
-                f"(or `category`), got {header!r}"
+            problems.append(RowProblem(path, reader.line_num, str(exc)))
+            continue
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            problems.append(
+                RowProblem(path, line, f"expected {len(header)} columns, got {len(row)}")
             )
-        ti, li = columns.index("text"), columns.index(label_column)
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                problems.append(RowProblem(path, reader.line_num, str(exc)))
-                continue
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                problems.append(
-                    RowProblem(path, line, f"expected {len(header)} columns, got {len(row)}")
-                )
-                continue
-            text, label = row[ti].strip(), row[li].strip()
-            if not text or not label:
-                problems.append(RowProblem(path, line, "empty `text` or intent"))
-                continue
-            texts.append(text)
-            labels.append(label)
+            continue
+        text, label = row[ti].strip(), row[li].strip()
+        if not text or not label:
+            problems.append(RowProblem(path, line, "empty `text` or intent"))
+            continue
+        texts.append(text)
+        labels.append(label)
     return _checked(path, texts, labels, problems)
 
 
@@ -126,7 +136,7 @@ def _read_parallel(folder: Path) -> IntentRows:
     try:
         texts = (folder / "seq.in").read_text(encoding="utf-8").splitlines()
         labels = (folder / "label").read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise IntentDataError(f"{folder}: cannot read: {exc}") from exc
     if len(texts) != len(labels):
         raise IntentDataError(

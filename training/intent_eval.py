@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrieval.bundle import Bundle
+from retrieval.bundle import MANIFEST, Bundle
+from retrieval.registry import POINTER, Registry
 from training.evaluation import metrics, predictions
-from training.intent_data import IntentRows, RowProblem, read_intent_rows
+from training.intent_data import IntentDataError, IntentRows, RowProblem, read_intent_rows
 from training.report import write_report
 
 REPORTS_DIR = "reports"
@@ -19,9 +20,26 @@ def evaluate_model(
     model: Path, test: Path, *, report_name: str | None = None
 ) -> tuple[dict[str, float | int | None], tuple[RowProblem, ...]]:
     """Metrics of ``model`` on the rows of ``test`` and the rows skipped as malformed;
-    writes ``model/reports/<name>/``."""
+    writes ``model/reports/<name>/``. ``model`` may also be a registry's ``current``
+    pointer file, or the models folder holding one."""
+    model = model_folder(model)
     rows = read_intent_rows(test)
     return evaluate_rows(model, rows, report_name=report_name or _name(test)), rows.problems
+
+
+def model_folder(path: Path) -> Path:
+    """The bundle folder ``path`` names, checked before any test rows are read."""
+    if (path.is_file() and path.name == POINTER) or (path / POINTER).is_file():
+        registry = Registry(path.parent if path.is_file() else path)
+        current = registry.current_path()
+        if current is not None:
+            return current
+    if not (path / MANIFEST).is_file():
+        raise IntentDataError(
+            f"{path}: not a model folder (no {MANIFEST}); expected a folder written by "
+            "`frontdesk intents train --out`, or a home's models/<version> or models/current"
+        )
+    return path
 
 
 def evaluate_rows(

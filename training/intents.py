@@ -122,6 +122,25 @@ def apply_step(
     return float(loss.item())
 
 
+def supervised_contrastive(
+    emb: torch.Tensor, target: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) over a batch of unit embeddings:
+    for each row with another row of its intent in the batch, the mean negative
+    log-probability of those rows among all the others; 0 when no row has a partner."""
+    sims = emb @ emb.T / temperature  # (B, B)
+    self_mask = torch.eye(len(emb), dtype=torch.bool, device=emb.device)
+    sims = sims.masked_fill(self_mask, float("-inf"))
+    log_prob = sims - torch.logsumexp(sims, dim=1, keepdim=True)
+    partners = (target[:, None] == target[None, :]) & ~self_mask
+    counts = partners.sum(dim=1)
+    anchors = counts > 0
+    if not bool(anchors.any()):
+        return emb.sum() * 0.0
+    per_row = -(log_prob.masked_fill(~partners, 0.0).sum(dim=1)[anchors]) / counts[anchors]
+    return per_row.mean()
+
+
 def split_validation(
     labels: Sequence[str], fraction: float, seed: int, min_per_class: int = 5
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -275,6 +294,10 @@ def train_intents(
                 emb = encoder.embed(features)  # (B, D), unit length
                 logits = emb.float() @ class_weights().T  # (B, C)
                 loss = loss_fn(logits, target)
+                if args.contrastive_weight > 0:
+                    loss = loss + args.contrastive_weight * supervised_contrastive(
+                        emb.float(), target, args.contrastive_temperature
+                    )
             losses.append(apply_step(loss, optimizer, scheduler, trainable))
             if averaged is not None:
                 averaged.step()

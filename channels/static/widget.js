@@ -87,6 +87,8 @@
     ".fd-bot,.fd-agent{align-self:flex-start;background:#fff;border:1px solid #e3e5e8}" +
     ".fd-agent{border-color:#f5b342}.fd-who{font-size:11px;color:#6b7280;margin-bottom:2px}" +
     ".fd-pending{opacity:.6}" +
+    ".fd-failed{opacity:.6;text-decoration:line-through}" +
+    ".fd-failed-why{align-self:flex-end;font-size:12px;color:#b91c1c;max-width:80%;text-align:right}" +
     ".fd-note{align-self:center;font-size:12px;color:#4b5563;text-align:center}" +
     ".fd-buttons{display:flex;flex-wrap:wrap;gap:6px;align-self:flex-start}" +
     ".fd-buttons button{border:1px solid;background:#fff;border-radius:14px;padding:5px 10px;cursor:pointer;font:inherit}" +
@@ -263,7 +265,33 @@
     if (node) { node.classList.remove("fd-pending"); place(node, seq); }
     return true;
   }
+  function refuse(clientId, why) {
+    // the server will never store this message (too long, say): out of the outbox, marked
+    // as not sent with the reason, so that it is neither resent nor mistaken for sent
+    var i = pendingIndex(clientId);
+    if (i < 0) return false;
+    var p = state.pending.splice(i, 1)[0];
+    save();
+    var node = log.querySelector('.fd-pending[data-client-id="' + CSS.escape(clientId) + '"]');
+    if (node) {
+      node.classList.remove("fd-pending");
+      node.classList.add("fd-failed");
+      var reason = el("div", "fd-failed-why", why);
+      reason.setAttribute("role", "alert");
+      node.parentNode.insertBefore(reason, node.nextSibling);
+      scrollDown();
+    }
+    if (!input.value) input.value = p.text; // back in the input, to shorten and send again
+    return true;
+  }
+  function refusal(f, text) {
+    if (text.length > input.maxLength) {
+      return "Not sent: messages can be at most " + input.maxLength + " characters. Please shorten it and send it again.";
+    }
+    return "Not sent: " + String(f.message);
+  }
   function onWelcome(f) {
+    if (typeof f.max_text_chars === "number" && f.max_text_chars > 0) input.maxLength = f.max_text_chars;
     if (f.conversation_id !== shownConversation) {
       if (shownConversation) note("A new conversation started.");
       shown = {};
@@ -322,7 +350,9 @@
     else if (f.type === "message" || f.type === "status") onEvent(f);
     else if (f.type === "typing") showTyping(f.role);
     else if (f.type === "error") {
+      var i = f.client_id ? pendingIndex(f.client_id) : -1;
       if (f.code === "conversation_closed") { forget(); restart(); }
+      else if (i >= 0) refuse(f.client_id, refusal(f, state.pending[i].text));
       else note("⚠ " + String(f.message));
     }
   }

@@ -119,7 +119,7 @@ async def test_rest_reply_without_buttons_has_no_buttons_key(server: str) -> Non
         ({"sender": "x", "message": "hi", "metadata": 3}, 422, "metadata: Input should be"),
         (["sender", "message"], 422, "Input should be an object"),
         ({"sender": "x", "message": "a" * 501}, 422, "message: at most 500 characters, got 501"),
-        ({"sender": "x" * 201, "message": "hi"}, 400, "external_id must have 1 to 200"),
+        ({"sender": "x" * 201, "message": "hi"}, 422, "sender: String should have at most 200"),
         ({"sender": "x", "message": "hi", "metadata": {"message_id": ""}}, 422, "message_id"),
     ],
 )

@@ -229,6 +229,47 @@ async def test_message_lost_on_the_way_survives_a_reload(server: str, page: Any)
     assert connections == 2
 
 
+async def test_a_refused_message_is_marked_not_sent_and_never_resent(
+    settings: Settings, shop_bundle: Any, page: Any, artifacts: Path
+) -> None:
+    """The input takes the server's text limit from `welcome`; a longer message that gets
+    past it anyway is refused by the server, marked as not sent with a plain reason, taken
+    out of the outbox (not resent after a reload) and put back in the input to shorten;
+    the next message is answered as usual."""
+    from playwright.async_api import expect
+
+    limited = settings.model_copy(update={"max_text_chars": 40})
+    with ExitStack() as stack:
+        address = await asyncio.to_thread(
+            stack.enter_context, running_server(limited, model=shop_bundle)
+        )
+        await page.goto(f"http://{address}/")
+        log = page.get_by_role("log")
+        box = page.get_by_label("Your message")
+        await expect(page.locator(".fd-conn")).to_have_text("online")
+        assert await box.evaluate("i => i.maxLength") == 40
+        long = "my parcel arrived damaged and I would like a refund please"
+        await box.evaluate("(i, t) => { i.value = t; }", long)  # as a script or paste could
+        await box.press("Enter")
+        await expect(log.locator(".fd-failed")).to_have_text(long)
+        await expect(log.locator(".fd-failed-why")).to_contain_text("at most 40 characters")
+        await expect(log.locator(".fd-pending")).to_have_count(0)
+        await expect(box).to_have_value(long)
+        await page.screenshot(path=str(artifacts / "widget-refused.png"))
+        await box.fill("how long does delivery take?")
+        await box.press("Enter")
+        await expect(log).to_contain_text("working days", timeout=ANSWER_S)
+        outbox = await page.evaluate(
+            "() => Object.keys(localStorage).map(k => localStorage.getItem(k)).join()"
+        )
+        assert long not in outbox
+        await page.reload()
+        await expect(log).to_contain_text("working days", timeout=ANSWER_S)
+        await expect(log.locator(".fd-customer")).to_have_count(1)  # only the stored one
+        assert long not in await log.inner_text()
+        await asyncio.to_thread(stack.close)
+
+
 async def test_typing_indicator_and_quick_replies(server: str, page: Any, artifacts: Path) -> None:
     """A `typing` frame shows an indicator until the answer; a quick reply sends its payload
     (or its title when it has none) and the buttons go away."""

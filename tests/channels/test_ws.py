@@ -184,24 +184,29 @@ async def test_a_closed_conversation_refuses_messages_and_stores_none(
 
 
 @pytest.mark.parametrize(
-    ("raw", "says"),
+    ("raw", "refused_id"),
     [
-        ("not json", "bad_frame"),
-        ('{"type": "dance"}', "bad_frame"),
-        ('{"type": "message", "text": "no id"}', "bad_frame"),
-        ('{"type": "message", "client_id": "x", "text": "   "}', "bad_frame"),
-        ("[1, 2]", "bad_frame"),
+        ("not json", None),
+        ('{"type": "dance"}', None),
+        ('{"type": "message", "text": "no id"}', None),
+        ('{"type": "message", "client_id": "x", "text": "   "}', "x"),
+        ('{"type": "message", "client_id": "long", "text": "' + "a" * 2001 + '"}', "long"),
+        ('{"type": "message", "client_id": "y", "text": "hi", "extra": 1}', "y"),
+        ('{"type": "message", "client_id": "' + "z" * 65 + '", "text": "hi"}', None),
+        ("[1, 2]", None),
     ],
 )
 async def test_malformed_frames_get_an_error_and_the_socket_keeps_working(
-    server: str, raw: str, says: str
+    server: str, raw: str, refused_id: str | None
 ) -> None:
-    """A bad frame gets an `error` frame; the same connection and others keep working."""
+    """A bad frame gets an `error` frame; the same connection and others keep working. A
+    refused `message` is named by its `client_id`, so that a client stops resending it."""
     ws, _ = await hello(server)
     other, _ = await hello(server)
     await ws.send(raw)
     error = json.loads(await ws.recv())
-    assert error["type"] == "error" and error["code"] == says and error["message"]
+    assert error["type"] == "error" and error["code"] == "bad_frame" and error["message"]
+    assert error.get("client_id") == refused_id
     assert bot_message((await ask(ws, "ok", "hi"))[-1])
     assert bot_message((await ask(other, "ok", "hi"))[-1])
     await ws.close()
@@ -214,6 +219,29 @@ async def test_message_before_hello_is_refused(server: str) -> None:
         await ws.send(json.dumps({"type": "message", "client_id": "x", "text": "hi"}))
         error = json.loads(await ws.recv())
         assert error["code"] == "bad_frame" and "hello" in error["message"]
+        assert error["client_id"] == "x"
+
+
+async def test_welcome_tells_the_text_limit_and_a_longer_message_is_refused_by_id(
+    server: str, settings: Settings
+) -> None:
+    """`welcome` carries the server's `max_text_chars`; a longer message is refused with
+    its `client_id` and nothing is stored; the next message is answered as usual."""
+    ws, welcome = await hello(server)
+    assert welcome["max_text_chars"] == settings.max_text_chars == 2000
+    text = "x" * (settings.max_text_chars + 1)
+    await ws.send(json.dumps({"type": "message", "client_id": "too-long", "text": text}))
+    error = json.loads(await ws.recv())
+    assert error["client_id"] == "too-long" and "at most 2000 characters" in error["message"]
+    frames = await ask(ws, "fine", "hi")
+    assert [f["client_id"] for f in frames if f["type"] == "ack"] == ["fine"]
+    await ws.close()
+    again, _ = await hello(
+        server, conversation_id=welcome["conversation_id"], token=welcome["token"], last_seq=0
+    )
+    replayed = [f for f in await quiet(again) if f["type"] == "message"]
+    assert [f.get("client_id") for f in replayed if f["role"] == "customer"] == ["fine"]
+    await again.close()
 
 
 async def test_wrong_token_closes_with_4401(server: str) -> None:

@@ -169,8 +169,40 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "not empty and holds no model" in capsys.readouterr().err
     assert (busy / "notes.txt").read_text() == "keep me"
 
-    assert main(["intents", "eval", "--model", str(tmp_path / "nope"), "--test", str(good)]) == 2
-    assert "cannot read the bundle manifest" in capsys.readouterr().err
+    # the model is checked before the test rows are read
+    assert main(["intents", "eval", "--model", str(tmp_path / "nope"), "--test", str(bad)]) == 2
+    assert "nope: not a model folder (no manifest.json)" in capsys.readouterr().err
+
+    excel = tmp_path / "excel.csv"  # a Latin-1 export, as Excel writes "CSV" by default
+    excel.write_bytes("text,intent\ncafé open?,hours\nhi,greet\n".encode("latin-1"))
+    assert main(["intents", "train", "--train", str(excel), "--out", str(tmp_path / "m")]) == 2
+    assert "excel.csv: not UTF-8 text" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--home", str(tmp_path / "home"), "--epochs", "-3"])
+    assert refused.value.code == 2
+    assert "--epochs: expected 0 or more, got -3" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()
+
+
+def test_eval_takes_a_registry_current_pointer(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--model HOME/models/current` (the pointer file) or `HOME/models` evaluate the
+    current version, as the server would load it."""
+    import shutil
+
+    models = tmp_path / "models"
+    shutil.copytree(model, models / "v0003")
+    (models / "current").write_text("v0003\n")
+    test = _csv(tmp_path / "test.csv", TEST)
+    direct = main(["intents", "eval", "--model", str(model), "--test", str(test), "--json"])
+    expected = json.loads(capsys.readouterr().out)
+    for named in (models / "current", models):
+        assert main(["intents", "eval", "--model", str(named), "--test", str(test), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == expected
+    assert direct == 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")

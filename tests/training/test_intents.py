@@ -20,6 +20,7 @@ from training.intents import (
     calibrated,
     length_batches,
     split_validation,
+    supervised_contrastive,
     train_intents,
 )
 
@@ -143,6 +144,23 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     assert len(result.history) == result.best_epoch + 1
     assert accuracies[result.best_epoch - 1] == max(accuracies)  # type: ignore[type-var]
     assert result.valid_rows == 6 and result.train_rows == len(rows) - 6  # 2 of 6 per intent
+
+
+def test_supervised_contrastive_loss_rewards_rows_of_one_intent_being_close() -> None:
+    target = torch.tensor([0, 0, 1, 1])
+    together = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    crossed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    close = supervised_contrastive(together, target, 0.1)
+    far = supervised_contrastive(crossed, target, 0.1)
+    assert close.item() < 0.01 < 5 < far.item()
+    # no row has a partner of its intent: nothing to learn, and no NaN in the gradient
+    alone = torch.nn.functional.normalize(torch.randn(4, 2), dim=-1).requires_grad_(True)
+    loss = supervised_contrastive(alone, torch.arange(4), 0.1)
+    loss.backward()  # type: ignore[no-untyped-call]
+    assert loss.item() == 0.0 and alone.grad is not None and torch.isfinite(alone.grad).all()
+    # rows with a partner count, the others are left out of the mean
+    mixed = supervised_contrastive(together, torch.tensor([0, 0, 1, 2]), 0.1)
+    assert mixed.item() < 0.01
 
 
 def test_weight_average_follows_the_weights_and_stands_in_for_them() -> None:
