@@ -207,6 +207,10 @@
     setTagTarget(null);
     $("chat-title").textContent = "Conversation #" + short(id);
     renderQueue();
+    // one column (a phone): the conversation is below the queue, bring it into view
+    if (window.matchMedia("(max-width: 1000px)").matches) {
+      document.querySelector(".chat").scrollIntoView({ block: "start" });
+    }
     api("GET", "/console/api/conversations/" + id).then(function (h) {
       if (openId !== id) return;
       h.events.forEach(function (e) {
@@ -229,6 +233,7 @@
     $("send").disabled = !handling;
     $("hand-back").disabled = !(handling || status === "waiting");
     $("close").disabled = !(handling || status === "waiting");
+    if (!suggesting()) clear($("suggestions")); // nothing to send them to
   }
   var STATUS_NOTE = {
     waiting: "Waiting in the queue", agent: "An agent took the conversation",
@@ -312,12 +317,13 @@
 
   // --- agent assist and canned responses ------------------------------------------------------
   var suggestTimer = null;
+  function suggesting() { return openStatus !== "closed" && openStatus !== "bot"; }
   function loadSuggestionsSoon() { clearTimeout(suggestTimer); suggestTimer = setTimeout(loadSuggestions, 300); }
   function loadSuggestions() {
     var id = openId, list = $("suggestions");
-    if (!id) return;
+    if (!id || !suggesting()) return;
     api("GET", "/console/api/conversations/" + id + "/suggestions").then(function (data) {
-      if (openId !== id) return;
+      if (openId !== id || !suggesting()) return;
       clear(list);
       if (!data.suggestions.length) list.appendChild(el("li", "empty", "No suggestions."));
       data.suggestions.forEach(function (s) {

@@ -155,8 +155,10 @@ async def test_customer_rates_after_the_agent_closes(
     await expect(queue).to_have_count(1, timeout=ANSWER_S)
     await queue.first.get_by_role("button", name="Take").click()
     await expect(agent.locator("#chat-status")).to_have_text("agent")
+    await expect(agent.locator("#suggestions button").first).to_be_visible(timeout=ANSWER_S)
     await agent.get_by_role("button", name="Close", exact=True).click()
     await expect(agent.locator("#chat-status")).to_have_text("closed")
+    await expect(agent.locator("#suggestions button")).to_have_count(0)  # nobody to send to
 
     stars = customer.get_by_role("group", name="Rate this conversation")
     await expect(stars).to_be_visible()
@@ -174,3 +176,35 @@ async def test_customer_rates_after_the_agent_closes(
         assert numbers.average_rating == 4.0
     finally:
         await store.close()
+
+
+async def test_console_on_a_phone_keeps_the_queue_whole(
+    server: str, browser: Any, artifacts: Path
+) -> None:
+    """At 390 px the desk is one column that the page scrolls: the queue is not squeezed
+    into a clipped strip, its Take button can be reached, and taking a conversation brings
+    it into view."""
+    from playwright.async_api import expect
+
+    customer = await new_page(browser, 480, 640)
+    agent = await new_page(browser, 390, 844)
+    await agent.goto(f"http://{server}/console")
+    await agent.get_by_label("Email").fill("bob@shop.example")
+    await agent.get_by_label("Password").fill(PASSWORD)
+    await agent.get_by_role("button", name="Log in").click()
+    await expect(agent.locator("#conn")).to_have_text("live")
+    await customer.goto(f"http://{server}/")
+    await say(customer, "I want to talk to a person")
+    queue = agent.locator("#queue .item")
+    await expect(queue).to_have_count(1, timeout=ANSWER_S)
+    side = agent.locator(".side")
+    clipped = await side.evaluate("s => s.scrollHeight - s.clientHeight")
+    assert clipped <= 1, f"the queue column hides {clipped}px behind its own scrollbar"
+    take = queue.first.get_by_role("button", name="Take")
+    box = await take.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    await agent.screenshot(path=str(artifacts / "console-phone-queue.png"), full_page=True)
+    await take.click()
+    await expect(agent.locator("#chat-status")).to_have_text("agent")
+    await expect(agent.get_by_label("Your reply")).to_be_in_viewport(timeout=5000)
+    await agent.screenshot(path=str(artifacts / "console-phone-taken.png"))
