@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,27 @@ def _parser() -> argparse.ArgumentParser:
     deval.add_argument("--json", action="store_true", help="print one JSON object")
     deval.set_defaults(run=_dialogues_eval)
 
+    export = sub.add_parser(
+        "export",
+        help="write the store's conversations as chat logs (and agents' intent tags as "
+        "labelled rows) for the next `frontdesk train --logs`",
+    )
+    export.add_argument(
+        "--home", type=Path, help="data folder (default: $FRONTDESK_HOME or .frontdesk)"
+    )
+    export.add_argument("--out", type=Path, required=True, help="chat-log JSONL file to write")
+    export.add_argument(
+        "--since",
+        type=_since,
+        help="only conversations active on or after this date or time (ISO 8601; UTC "
+        "without a zone)",
+    )
+    export.add_argument(
+        "--tags", type=Path, help="also write the tagged customer messages as text,intent CSV"
+    )
+    export.add_argument("--json", action="store_true", help="print the counts as JSON")
+    export.set_defaults(run=_export, bot=None)
+
     agents = sub.add_parser("agents", help="manage the agents who log in to the console")
     asub = agents.add_subparsers(required=True, metavar="COMMAND")
     aadd = asub.add_parser("add", help="register an agent (asks for the password)")
@@ -199,6 +221,42 @@ def _parser() -> argparse.ArgumentParser:
     aadd.add_argument("--json", action="store_true", help="print the agent as JSON")
     aadd.set_defaults(run=_agents_add, bot=None)
     return parser
+
+
+def _since(text: str) -> datetime:
+    """An argparse type: an ISO 8601 date or time, UTC when it names no zone."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date like 2026-11-01 or 2026-11-01T09:00, got {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from channels.chatlog_export import export_logs
+    from channels.store import Store
+
+    settings = _settings(args)
+
+    async def run() -> Any:
+        store = await Store.open(settings.store_url())
+        try:
+            return await export_logs(store, args.out, since=args.since, tags_out=args.tags)
+        finally:
+            await store.close()
+
+    result = asyncio.run(run())
+    if args.json:
+        _print_json(asdict(result), out=str(args.out))
+    else:
+        print(
+            f"exported {result.conversations} conversations ({result.turns} messages, "
+            f"{result.agent_turns} by agents) -> {args.out}"
+            + (f"; {result.tags} tagged messages -> {args.tags}" if args.tags else "")
+        )
+    return 0
 
 
 def _agents_add(args: argparse.Namespace) -> int:

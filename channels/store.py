@@ -1083,6 +1083,18 @@ class Store:
         await self._access.write(op)
         return tag
 
+    async def conversations_page(
+        self, *, since: datetime | None = None, after_id: str = "", limit: int = 500
+    ) -> list[ConversationRecord]:
+        """Up to ``limit`` conversations updated at or after ``since`` (all: None), in id
+        order from after ``after_id``: a page of a walk through the whole store."""
+        _check_limit(limit)
+        query = sa.select(conversations).where(conversations.c.id > after_id)
+        if since is not None:
+            query = query.where(conversations.c.updated_at >= _utc(since))
+        rows = await self._all(query.order_by(conversations.c.id).limit(limit))
+        return [_record(r._mapping) for r in rows]
+
     async def intent_tags_of(self, conversation_id: str) -> list[IntentTag]:
         query = (
             sa.select(intent_tags)

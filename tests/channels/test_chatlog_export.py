@@ -1,0 +1,111 @@
+"""`frontdesk export`: the store's conversations back out as chat logs for retraining."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.types import ConversationStatus, Role
+from channels.cli import main
+from channels.store import AgentRole, Store
+from retrieval.chatlog import TurnRole, read_chatlog_jsonl
+from retrieval.pairs import dialogue_pairs
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+async def _fill(url: str) -> dict[str, str]:
+    """Three conversations: one handed to an agent who tagged an intent, one where nobody
+    wrote anything, one older that only the bot answered."""
+    store = await Store.open(url)
+    try:
+        agent = await store.add_agent("ann@shop.example", "Ann", "x", AgentRole.AGENT, T0)
+        handed, _ = await store.create_conversation("web", T0)
+        await store.append_customer_message(handed.id, "c1", "my lamp arrived broken", T0)
+        await store.append_event(
+            handed.id, kind="message", role=Role.BOT, text="Sorry! Passing you on.",
+            payload={"decision": "escalate"}, now=T0 + timedelta(seconds=1),
+        )  # fmt: skip
+        await store.set_status(
+            handed.id, ConversationStatus.WAITING, reason="asked", now=T0 + timedelta(seconds=2)
+        )
+        await store.append_event(
+            handed.id, kind="message", role=Role.AGENT, text="I'll send a new one today.",
+            payload={"agent_id": agent.id}, now=T0 + timedelta(minutes=1),
+        )  # fmt: skip
+        await store.tag_intent(handed.id, 1, "damaged_item", agent.id, T0 + timedelta(minutes=2))
+        silent, _ = await store.create_conversation("web", T0)
+        old, _ = await store.create_conversation("telegram", T0 - timedelta(days=30))
+        await store.append_customer_message(old.id, "c1", "hi", T0 - timedelta(days=30))
+        return {"handed": handed.id, "silent": silent.id, "old": old.id}
+    finally:
+        await store.close()
+
+
+def test_export_writes_chat_logs_and_tagged_rows_for_retraining(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    ids = asyncio.run(_fill(f"sqlite+aiosqlite:///{home / 'frontdesk.db'}"))
+    out, tags = tmp_path / "logs.jsonl", tmp_path / "tags.csv"
+    args = ["export", "--home", str(home), "--out", str(out), "--tags", str(tags), "--json"]
+    assert main(args) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts == {
+        "conversations": 2, "turns": 4, "agent_turns": 1, "tags": 1, "out": str(out),
+    }  # fmt: skip
+
+    read = read_chatlog_jsonl(out)
+    assert read.problems == ()
+    by_id = {log.id: log for log in read.logs}
+    assert set(by_id) == {ids["handed"], ids["old"]}  # the silent one has nothing to learn
+    handed = by_id[ids["handed"]]
+    assert handed.channel == "web" and handed.started_at == T0
+    assert [(t.role, t.text) for t in handed.turns] == [
+        (TurnRole.CUSTOMER, "my lamp arrived broken"),
+        (TurnRole.BOT, "Sorry! Passing you on."),
+        (TurnRole.AGENT, "I'll send a new one today."),
+    ]
+    assert handed.turns[2].ts == T0 + timedelta(minutes=1)
+    assert handed.metadata["status"] == "waiting"
+    assert handed.metadata["intent_tags"] == [{"seq": 1, "intent": "damaged_item"}]
+    # what `frontdesk train --logs` will index: the agent's answer to the customer
+    (pair,) = dialogue_pairs([handed])
+    assert "lamp arrived broken" in pair.context and pair.reply == "I'll send a new one today."
+    with tags.open(newline="") as handle:
+        assert list(csv.reader(handle)) == [
+            ["text", "intent"],
+            ["my lamp arrived broken", "damaged_item"],
+        ]
+
+    # --since keeps the conversations active since then
+    assert main(["export", "--home", str(home), "--out", str(out), "--since", "2026-11-01"]) == 0
+    assert "exported 1 conversations" in capsys.readouterr().out
+    assert [log.id for log in read_chatlog_jsonl(out).logs] == [ids["handed"]]
+
+
+def test_export_refuses_bad_input_and_keeps_the_old_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    asyncio.run(_fill(f"sqlite+aiosqlite:///{home / 'frontdesk.db'}"))
+    with pytest.raises(SystemExit) as refused:
+        main(["export", "--home", str(home), "--out", str(tmp_path / "x"), "--since", "last week"])
+    assert refused.value.code == 2
+    assert "expected a date like 2026-11-01" in capsys.readouterr().err
+    missing = tmp_path / "no-such-folder" / "logs.jsonl"
+    assert main(["export", "--home", str(home), "--out", str(missing)]) == 2
+    assert "cannot write chat logs" in capsys.readouterr().err
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("previous export\n")
+    bad_tags = tmp_path / "no-such-folder" / "tags.csv"
+    code = main(["export", "--home", str(home), "--out", str(kept), "--tags", str(bad_tags)])
+    assert code == 2 and "cannot write intent tags" in capsys.readouterr().err
+    assert kept.read_text() == "previous export\n"  # nothing replaced
