@@ -204,9 +204,11 @@ class HandoffMessages:
     """What the customer is told when the bot hands over. ``{placeholders}`` are filled in:
     ``queue``: ``position``, ``wait``; ``closed``: ``day``, ``time``, ``timezone``."""
 
+    # Said to an upset customer, whatever upset them (a broken parcel as often as the bot):
+    # it takes them seriously without blaming anyone.
     frustration: str = (
-        "I'm sorry, I'm clearly not getting this right. "
-        "Let me pass you to one of my colleagues; they'll see everything we've said so far."
+        "I'm sorry about this. Let me pass you to one of my colleagues; "
+        "they'll see everything we've said so far."
     )
     action_failed: str = (
         "Sorry, something went wrong on our side while I was looking that up. "

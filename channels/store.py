@@ -14,6 +14,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import uuid
 import weakref
@@ -818,6 +819,8 @@ class Store:
         """Register an agent; raises :class:`AgentExists` if the email is taken."""
         email = normalize_email(email)
         _check_id("email", email, EMAIL_MAX_CHARS)
+        if not _EMAIL.fullmatch(email):
+            raise ValueError(f"email: expected an address like ann@shop.example, got {email!r}")
         _check_id("name", name, NAME_MAX_CHARS)
         record = AgentRecord(uuid.uuid4().hex, email, name, AgentRole(role), _utc(now))
         insert = agents.insert().values(
@@ -1366,6 +1369,11 @@ def _check_id(name: str, value: str, max_chars: int) -> None:
 def _check_limit(limit: int) -> None:
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+"""Looks like an email address: a name, one @ and a dotted domain (not a full RFC check;
+the agent logs in with it, nothing is sent to it)."""
 
 
 def normalize_email(email: str) -> str:

@@ -46,6 +46,13 @@ async def test_emails_are_unique_in_any_case(store: Store) -> None:
     assert found is not None and found[0].role is AgentRole.ADMIN and found[1] == "hash"
 
 
+@pytest.mark.parametrize("email", ["notanemail", "ann@localhost", "a b@x.example", "@x.example"])
+async def test_an_email_that_is_not_one_is_refused(store: Store, email: str) -> None:
+    with pytest.raises(ValueError, match="expected an address like"):
+        await store.add_agent(email, "Ann", "hash", AgentRole.AGENT, T0)
+    assert await store.agent_login(email) is None
+
+
 async def test_sessions_expire_and_end(store: Store) -> None:
     """A session finds its agent until it expires or is deleted."""
     ann = await agent(store, "ann")
