@@ -33,7 +33,7 @@ class YamlSource:
             raise DefinitionError(path, None, f"cannot read the file: {exc.strerror}") from exc
         except UnicodeDecodeError as exc:
             raise DefinitionError(
-                path, None, f"not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8"
+                path, None, f"not UTF-8 text ({exc.reason}); save it as UTF-8"
             ) from exc
         return cls(path, text)
 

@@ -36,14 +36,21 @@ def chat_log(
     turns = tuple(
         ChatTurn(TurnRole(e.role.value), e.text, e.created_at)
         for e in events
-        if e.kind == "message" and e.role is not None and e.text
+        if e.kind == "message" and e.role is not None and e.text and e.text.strip()
     )
     if not turns:
         return None
     metadata: dict[str, object] = {"status": record.status.value}
-    if tags:
-        metadata["intent_tags"] = [{"seq": t.seq, "intent": t.intent} for t in tags]
+    texts = _texts(events)
+    labelled = [{"text": texts[t.seq], "intent": t.intent} for t in tags if t.seq in texts]
+    if labelled:
+        metadata["intent_tags"] = labelled
     return ChatLog(record.id, record.channel, record.created_at, turns, metadata)
+
+
+def _texts(events: list[StoredEvent]) -> dict[int, str]:
+    """Message texts by sequence number."""
+    return {e.seq: e.text for e in events if e.role is not None and e.text and e.text.strip()}
 
 
 async def export_logs(
@@ -52,6 +59,7 @@ async def export_logs(
     """Write every conversation updated at or after ``since`` (all: None) to ``out`` as
     chat-log JSONL and, with ``tags_out``, each tagged customer message as a ``text,intent``
     CSV row. Each file is replaced only once it is complete."""
+    check_targets(out, tags_out)
     logs: list[ChatLog] = []
     rows: list[tuple[str, str]] = []
     after = ""
@@ -62,7 +70,7 @@ async def export_logs(
             log = chat_log(record, events, tags)
             if log is not None:
                 logs.append(log)
-            texts = {e.seq: e.text for e in events if e.role is not None and e.text}
+            texts = _texts(events)
             rows.extend((texts[t.seq], t.intent) for t in tags if t.seq in texts)
         after = page[-1].id
     # the tags are written first and put in place last: a path that cannot be written
@@ -71,7 +79,12 @@ async def export_logs(
     try:
         write_chatlog_jsonl(logs, out)
         if partial_tags is not None and tags_out is not None:
-            os.replace(partial_tags, tags_out)
+            try:
+                os.replace(partial_tags, tags_out)
+            except OSError as exc:
+                raise ChatLogError(
+                    f"wrote {out}, but cannot write intent tags to {tags_out}: {exc.strerror}"
+                ) from exc
     finally:
         if partial_tags is not None:
             partial_tags.unlink(missing_ok=True)
@@ -82,6 +95,15 @@ async def export_logs(
         agent_turns=sum(1 for t in turns if t.role is TurnRole.AGENT),
         tags=len(rows) if tags_out is not None else 0,
     )
+
+
+def check_targets(out: Path, tags_out: Path | None) -> None:
+    """Refuse, before reading anything, output paths that cannot work."""
+    for path in (out, tags_out):
+        if path is not None and path.is_dir():
+            raise ChatLogError(f"{path} is a folder; give a file name to write")
+    if tags_out is not None and tags_out.resolve() == out.resolve():
+        raise ChatLogError(f"--tags and --out are both {out}; give two files")
 
 
 async def _all_events(store: Store, conversation_id: str) -> list[StoredEvent]:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bot.errors import BotError
 from channels.errors import ChannelError
-from channels.settings import Settings
+from channels.settings import DATABASE_FILE, Settings
 
 CONTEXT_HELP = (
     "how the dialogue index reads a conversation's last turns: joint (one encoder sequence, "
@@ -235,10 +235,19 @@ def _since(text: str) -> datetime:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from channels.chatlog_export import export_logs
+    from channels.chatlog_export import check_targets, export_logs
     from channels.store import Store
 
     settings = _settings(args)
+    database = settings.home / DATABASE_FILE
+    if not settings.database_url and not database.is_file():
+        print(
+            f"frontdesk: error: no conversation store at {database}; give the --home (or "
+            "FRONTDESK_HOME / FRONTDESK_DATABASE_URL) the server runs with",
+            file=sys.stderr,
+        )
+        return 2
+    check_targets(args.out, args.tags)  # before the store is opened
 
     async def run() -> Any:
         store = await Store.open(settings.store_url())
@@ -388,13 +397,14 @@ def _intents_train(args: argparse.Namespace) -> int:
 
 
 def _intents_eval(args: argparse.Namespace) -> int:
-    from training.intent_eval import evaluate_model
+    from training.intent_eval import evaluate_model, model_folder
 
-    numbers, problems = evaluate_model(args.model, args.test)
+    model = model_folder(args.model)  # a registry's `current` pointer names a version
+    numbers, problems = evaluate_model(model, args.test)
     _print_problems([str(p) for p in problems])
     _print_numbers(numbers, as_json=args.json)
     if not args.json:
-        print(f"report: {args.model / 'reports'}")
+        print(f"report: {model / 'reports'}")
     return 0
 
 

@@ -72,7 +72,7 @@ def _refused_message_id(raw: str | bytes) -> str | None:
     """The ``client_id`` of a refused ``message`` frame, where it has a usable one."""
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return None
     if not isinstance(data, dict) or data.get("type") != "message":
         return None

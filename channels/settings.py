@@ -9,6 +9,9 @@ from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DATABASE_FILE = "frontdesk.db"
+"""The SQLite conversation store in ``home`` when no ``database_url`` is set."""
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRONTDESK_", extra="forbid", frozen=True)
@@ -160,4 +163,4 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.home / 'frontdesk.db').resolve()}"
+        return f"sqlite+aiosqlite:///{(self.home / DATABASE_FILE).resolve()}"

@@ -1089,12 +1089,22 @@ class Store:
     async def conversations_page(
         self, *, since: datetime | None = None, after_id: str = "", limit: int = 500
     ) -> list[ConversationRecord]:
-        """Up to ``limit`` conversations updated at or after ``since`` (all: None), in id
-        order from after ``after_id``: a page of a walk through the whole store."""
+        """Up to ``limit`` conversations updated or given an intent tag at or after ``since``
+        (all: None), in id order from after ``after_id``: a page of a walk through the
+        store."""
         _check_limit(limit)
         query = sa.select(conversations).where(conversations.c.id > after_id)
         if since is not None:
-            query = query.where(conversations.c.updated_at >= _utc(since))
+            at = _utc(since)
+            tagged_since = (
+                sa.select(intent_tags.c.conversation_id)
+                .where(
+                    intent_tags.c.conversation_id == conversations.c.id,
+                    intent_tags.c.created_at >= at,
+                )
+                .exists()
+            )
+            query = query.where(sa.or_(conversations.c.updated_at >= at, tagged_since))
         rows = await self._all(query.order_by(conversations.c.id).limit(limit))
         return [_record(r._mapping) for r in rows]
 

@@ -122,7 +122,7 @@ class Connection:
 
     async def _message(self, frame: protocol.MessageIn) -> None:
         if self.conversation_id is None:
-            raise BadFrame("message: send a `hello` frame first", client_id=frame.client_id)
+            raise BadFrame("message: send a `hello` frame first")  # it may be sent again
         service = self.runtime.service
         event, created = await service.accept(self.conversation_id, frame.client_id, frame.text)
         self.sent.add(event.seq)  # the ack stands for the message itself

@@ -83,8 +83,7 @@ def _read_csv(path: Path) -> IntentRows:
             return _read_csv_rows(path, csv.reader(handle))
     except UnicodeDecodeError as exc:
         raise IntentDataError(
-            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8 "
-            "(in Excel: CSV UTF-8)"
+            f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 (in Excel: CSV UTF-8)"
         ) from exc
 
 

@@ -295,9 +295,12 @@ def train_intents(
                 logits = emb.float() @ class_weights().T  # (B, C)
                 loss = loss_fn(logits, target)
                 if args.contrastive_weight > 0:
-                    loss = loss + args.contrastive_weight * supervised_contrastive(
-                        emb.float(), target, args.contrastive_temperature
-                    )
+                    # float32 even under bf16 autocast: at temperature 0.1 bf16 rounding
+                    # would swamp the differences between similarities
+                    with torch.autocast(encoder.device.type, enabled=False):
+                        loss = loss + args.contrastive_weight * supervised_contrastive(
+                            emb.float(), target, args.contrastive_temperature
+                        )
             losses.append(apply_step(loss, optimizer, scheduler, trainable))
             if averaged is not None:
                 averaged.step()

@@ -276,8 +276,11 @@
     if (node) {
       node.classList.remove("fd-pending");
       node.classList.add("fd-failed");
+      node.appendChild(el("span", "fd-hidden", " (not sent)")); // the strike-through, in words
+      // the log is a polite live region: the reason is announced once, as it is added
       var reason = el("div", "fd-failed-why", why);
-      reason.setAttribute("role", "alert");
+      reason.id = "fd-why-" + (counter++);
+      node.setAttribute("aria-describedby", reason.id);
       node.parentNode.insertBefore(reason, node.nextSibling);
       scrollDown();
     }

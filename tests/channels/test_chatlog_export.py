@@ -42,7 +42,11 @@ async def _fill(url: str) -> dict[str, str]:
         silent, _ = await store.create_conversation("web", T0)
         old, _ = await store.create_conversation("telegram", T0 - timedelta(days=30))
         await store.append_customer_message(old.id, "c1", "hi", T0 - timedelta(days=30))
-        return {"handed": handed.id, "silent": silent.id, "old": old.id}
+        await store.append_event(
+            old.id, kind="message", role=Role.BOT, text="  ",  # an action's blank text
+            payload={}, now=T0 - timedelta(days=30),
+        )  # fmt: skip
+        return {"handed": handed.id, "silent": silent.id, "old": old.id, "agent": agent.id}
     finally:
         await store.close()
 
@@ -74,7 +78,9 @@ def test_export_writes_chat_logs_and_tagged_rows_for_retraining(
     ]
     assert handed.turns[2].ts == T0 + timedelta(minutes=1)
     assert handed.metadata["status"] == "waiting"
-    assert handed.metadata["intent_tags"] == [{"seq": 1, "intent": "damaged_item"}]
+    assert handed.metadata["intent_tags"] == [
+        {"text": "my lamp arrived broken", "intent": "damaged_item"}
+    ]
     # what `frontdesk train --logs` will index: the agent's answer to the customer
     (pair,) = dialogue_pairs([handed])
     assert "lamp arrived broken" in pair.context and pair.reply == "I'll send a new one today."
@@ -84,10 +90,28 @@ def test_export_writes_chat_logs_and_tagged_rows_for_retraining(
             ["my lamp arrived broken", "damaged_item"],
         ]
 
+    # a blank message is left out (the reader would refuse the whole conversation for it)
+    assert [t.text for t in by_id[ids["old"]].turns] == ["hi"]
+
     # --since keeps the conversations active since then
     assert main(["export", "--home", str(home), "--out", str(out), "--since", "2026-11-01"]) == 0
     assert "exported 1 conversations" in capsys.readouterr().out
     assert [log.id for log in read_chatlog_jsonl(out).logs] == [ids["handed"]]
+
+    # ... and those an agent tagged since then, however old
+    async def tag_the_old_one() -> None:
+        store = await Store.open(f"sqlite+aiosqlite:///{home / 'frontdesk.db'}")
+        try:
+            await store.tag_intent(ids["old"], 1, "greet", ids["agent"], T0 + timedelta(days=1))
+        finally:
+            await store.close()
+
+    asyncio.run(tag_the_old_one())
+    since = ["--since", "2026-11-21T00:00:00+00:00", "--tags", str(tags)]
+    assert main(["export", "--home", str(home), "--out", str(out), *since]) == 0
+    assert [log.id for log in read_chatlog_jsonl(out).logs] == [ids["old"]]
+    with tags.open(newline="") as handle:
+        assert list(csv.reader(handle))[1:] == [["hi", "greet"]]
 
 
 def test_export_refuses_bad_input_and_keeps_the_old_file(
@@ -103,6 +127,11 @@ def test_export_refuses_bad_input_and_keeps_the_old_file(
     missing = tmp_path / "no-such-folder" / "logs.jsonl"
     assert main(["export", "--home", str(home), "--out", str(missing)]) == 2
     assert "cannot write chat logs" in capsys.readouterr().err
+    for same in (["--tags", str(tmp_path / "x")], ["--tags", str(tmp_path)]):
+        assert main(["export", "--home", str(home), "--out", str(tmp_path / "x"), *same]) == 2
+        assert "give" in capsys.readouterr().err
+    assert main(["export", "--home", str(tmp_path / "nowhere"), "--out", str(missing)]) == 2
+    assert "no conversation store at" in capsys.readouterr().err
     kept = tmp_path / "kept.jsonl"
     kept.write_text("previous export\n")
     bad_tags = tmp_path / "no-such-folder" / "tags.csv"

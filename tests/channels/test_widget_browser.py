@@ -251,8 +251,11 @@ async def test_a_refused_message_is_marked_not_sent_and_never_resent(
         long = "my parcel arrived damaged and I would like a refund please"
         await box.evaluate("(i, t) => { i.value = t; }", long)  # as a script or paste could
         await box.press("Enter")
-        await expect(log.locator(".fd-failed")).to_have_text(long)
-        await expect(log.locator(".fd-failed-why")).to_contain_text("at most 40 characters")
+        failed = log.locator(".fd-failed")
+        await expect(failed).to_have_text(f"{long} (not sent)")  # the last words visually hidden
+        why = log.locator(".fd-failed-why")
+        await expect(why).to_contain_text("at most 40 characters")
+        assert await failed.get_attribute("aria-describedby") == await why.get_attribute("id")
         await expect(log.locator(".fd-pending")).to_have_count(0)
         await expect(box).to_have_value(long)
         await page.screenshot(path=str(artifacts / "widget-refused.png"))

@@ -194,6 +194,7 @@ async def test_a_closed_conversation_refuses_messages_and_stores_none(
         ('{"type": "message", "client_id": "y", "text": "hi", "extra": 1}', "y"),
         ('{"type": "message", "client_id": "' + "z" * 65 + '", "text": "hi"}', None),
         ("[1, 2]", None),
+        ("[" * 1500 + "]" * 1500, None),  # deeper than Python's JSON parser goes
     ],
 )
 async def test_malformed_frames_get_an_error_and_the_socket_keeps_working(
@@ -219,7 +220,7 @@ async def test_message_before_hello_is_refused(server: str) -> None:
         await ws.send(json.dumps({"type": "message", "client_id": "x", "text": "hi"}))
         error = json.loads(await ws.recv())
         assert error["code"] == "bad_frame" and "hello" in error["message"]
-        assert error["client_id"] == "x"
+        assert "client_id" not in error  # not refused for good: it may come after hello
 
 
 async def test_welcome_tells_the_text_limit_and_a_longer_message_is_refused_by_id(
