@@ -29,28 +29,27 @@ class ExportResult:
 
 
 def chat_log(
-    record: ConversationRecord, events: list[StoredEvent], tags: list[IntentTag]
+    record: ConversationRecord, events: list[StoredEvent], tagged: list[tuple[str, str]]
 ) -> ChatLog | None:
     """A stored conversation as a chat log (None when nobody wrote anything in it); its
-    status and the agents' intent tags go into ``metadata``."""
+    status and the agents' intent tags (``tagged``: (text, intent)) go into ``metadata``."""
     turns = tuple(
         ChatTurn(TurnRole(e.role.value), e.text, e.created_at)
         for e in events
-        if e.kind == "message" and e.role is not None and e.text and e.text.strip()
+        if e.role is not None and e.text and e.text.strip()
     )
     if not turns:
         return None
     metadata: dict[str, object] = {"status": record.status.value}
-    texts = _texts(events)
-    labelled = [{"text": texts[t.seq], "intent": t.intent} for t in tags if t.seq in texts]
-    if labelled:
-        metadata["intent_tags"] = labelled
+    if tagged:
+        metadata["intent_tags"] = [{"text": text, "intent": intent} for text, intent in tagged]
     return ChatLog(record.id, record.channel, record.created_at, turns, metadata)
 
 
-def _texts(events: list[StoredEvent]) -> dict[int, str]:
-    """Message texts by sequence number."""
-    return {e.seq: e.text for e in events if e.role is not None and e.text and e.text.strip()}
+def tagged_texts(events: list[StoredEvent], tags: list[IntentTag]) -> list[tuple[str, str]]:
+    """(text, intent) of each tagged message that has a text."""
+    texts = {e.seq: e.text for e in events if e.role is not None and e.text and e.text.strip()}
+    return [(texts[t.seq], t.intent) for t in tags if t.seq in texts]
 
 
 async def export_logs(
@@ -59,19 +58,18 @@ async def export_logs(
     """Write every conversation updated at or after ``since`` (all: None) to ``out`` as
     chat-log JSONL and, with ``tags_out``, each tagged customer message as a ``text,intent``
     CSV row. Each file is replaced only once it is complete."""
-    check_targets(out, tags_out)
+    _check_targets(out, tags_out)
     logs: list[ChatLog] = []
     rows: list[tuple[str, str]] = []
     after = ""
     while page := await store.conversations_page(since=since, after_id=after, limit=PAGE):
         for record in page:
             events = await _all_events(store, record.id)
-            tags = await store.intent_tags_of(record.id)
-            log = chat_log(record, events, tags)
+            tagged = tagged_texts(events, await store.intent_tags_of(record.id))
+            log = chat_log(record, events, tagged)
             if log is not None:
                 logs.append(log)
-            texts = _texts(events)
-            rows.extend((texts[t.seq], t.intent) for t in tags if t.seq in texts)
+            rows.extend(tagged)
         after = page[-1].id
     # the tags are written first and put in place last: a path that cannot be written
     # fails the export before either file is replaced
@@ -97,7 +95,7 @@ async def export_logs(
     )
 
 
-def check_targets(out: Path, tags_out: Path | None) -> None:
+def _check_targets(out: Path, tags_out: Path | None) -> None:
     """Refuse, before reading anything, output paths that cannot work."""
     for path in (out, tags_out):
         if path is not None and path.is_dir():

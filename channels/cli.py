@@ -235,7 +235,7 @@ def _since(text: str) -> datetime:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from channels.chatlog_export import check_targets, export_logs
+    from channels.chatlog_export import export_logs
     from channels.store import Store
 
     settings = _settings(args)
@@ -247,7 +247,6 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    check_targets(args.out, args.tags)  # before the store is opened
 
     async def run() -> Any:
         store = await Store.open(settings.store_url())

@@ -27,21 +27,19 @@ class CloseCode(IntEnum):
 
 
 class ChannelError(Exception):
-    """Root of every error raised by ``channels``; ``code`` goes into ``error`` frames."""
+    """Root of every error raised by ``channels``; ``code`` goes into ``error`` frames, and
+    ``client_id``, where set, names the refused ``message``: not stored, so the client
+    takes it out of its outbox instead of resending it forever."""
 
     code = "internal_error"
 
-
-class BadFrame(ChannelError):
-    """A refused client frame; ``client_id`` names the refused ``message`` where it had a
-    readable one, so that the client can take it out of its outbox instead of resending
-    it forever."""
-
-    code = "bad_frame"
-
-    def __init__(self, message: str, client_id: str | None = None) -> None:
+    def __init__(self, message: str = "", client_id: str | None = None) -> None:
         super().__init__(message)
         self.client_id = client_id
+
+
+class BadFrame(ChannelError):
+    code = "bad_frame"
 
 
 class ConversationClosed(ChannelError):

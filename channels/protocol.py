@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 from channels.errors import BadFrame
 from channels.store import StoredEvent
 
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+CLIENT_ID_MAX = 64
+ClientId = Annotated[str, StringConstraints(min_length=1, max_length=CLIENT_ID_MAX)]
 
 
 class _Frame(BaseModel):
@@ -77,7 +78,7 @@ def _refused_message_id(raw: str | bytes) -> str | None:
     if not isinstance(data, dict) or data.get("type") != "message":
         return None
     client_id = data.get("client_id")
-    return client_id if isinstance(client_id, str) and 0 < len(client_id) <= 64 else None
+    return client_id if isinstance(client_id, str) and 0 < len(client_id) <= CLIENT_ID_MAX else None
 
 
 def welcome(conversation_id: str, token: str, seq: int, max_text_chars: int) -> dict[str, Any]:

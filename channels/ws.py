@@ -89,8 +89,7 @@ class Connection:
                     else:
                         await self._message(frame)
             except ChannelError as exc:
-                client_id = exc.client_id if isinstance(exc, BadFrame) else None
-                await self.outbox.put(protocol.error(exc.code, str(exc), client_id))
+                await self.outbox.put(protocol.error(exc.code, str(exc), exc.client_id))
 
     async def _hello(self, hello: protocol.Hello) -> bool:
         if self.conversation_id is not None:
@@ -122,7 +121,7 @@ class Connection:
 
     async def _message(self, frame: protocol.MessageIn) -> None:
         if self.conversation_id is None:
-            raise BadFrame("message: send a `hello` frame first")  # it may be sent again
+            raise BadFrame("message: send a `hello` frame first")
         service = self.runtime.service
         event, created = await service.accept(self.conversation_id, frame.client_id, frame.text)
         self.sent.add(event.seq)  # the ack stands for the message itself

@@ -19,16 +19,16 @@ REPORTS_DIR = "reports"
 def evaluate_model(
     model: Path, test: Path, *, report_name: str | None = None
 ) -> tuple[dict[str, float | int | None], tuple[RowProblem, ...]]:
-    """Metrics of ``model`` on the rows of ``test`` and the rows skipped as malformed;
-    writes ``model/reports/<name>/``. ``model`` may also be a registry's ``current``
-    pointer file, or the models folder holding one."""
-    model = model_folder(model)
+    """Metrics of ``model`` (a bundle folder: :func:`model_folder`) on the rows of
+    ``test`` and the rows skipped as malformed; writes ``model/reports/<name>/``."""
     rows = read_intent_rows(test)
     return evaluate_rows(model, rows, report_name=report_name or _name(test)), rows.problems
 
 
 def model_folder(path: Path) -> Path:
-    """The bundle folder ``path`` names, checked before any test rows are read."""
+    """The bundle folder ``path`` names: itself, or the current version when it is a
+    registry's ``current`` pointer or the models folder holding one; checked before any
+    test rows are read."""
     if (path.is_file() and path.name == POINTER) or (path / POINTER).is_file():
         registry = Registry(path.parent if path.is_file() else path)
         current = registry.current_path()

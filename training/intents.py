@@ -316,8 +316,7 @@ def train_intents(
         if averaged is not None and accuracy is not None:
             with averaged.swapped_in():
                 averaged_accuracy = valid_accuracy()
-                assert averaged_accuracy is not None and best is not None
-                if averaged_accuracy > best[0]:
+                if averaged_accuracy is not None and best and averaged_accuracy > best[0]:
                     best, improved = (averaged_accuracy, epoch, *snapshot()), True
         history.append(
             EpochRecord(

@@ -265,14 +265,18 @@
     if (node) { node.classList.remove("fd-pending"); place(node, seq); }
     return true;
   }
-  function refuse(clientId, why) {
-    // the server will never store this message (too long, say): out of the outbox, marked
-    // as not sent with the reason, so that it is neither resent nor mistaken for sent
-    var i = pendingIndex(clientId);
+  function refuse(f) {
+    // an error naming a message in the outbox: the server will not store it (too long,
+    // say), so it leaves the outbox, marked as not sent with the reason, neither resent
+    // nor mistaken for sent
+    var i = f.client_id ? pendingIndex(f.client_id) : -1;
     if (i < 0) return false;
     var p = state.pending.splice(i, 1)[0];
     save();
-    var node = log.querySelector('.fd-pending[data-client-id="' + CSS.escape(clientId) + '"]');
+    var why = p.text.length > input.maxLength
+      ? "Not sent: messages can be at most " + input.maxLength + " characters. Please shorten it and send it again."
+      : "Not sent: " + String(f.message);
+    var node = log.querySelector('.fd-pending[data-client-id="' + CSS.escape(p.client_id) + '"]');
     if (node) {
       node.classList.remove("fd-pending");
       node.classList.add("fd-failed");
@@ -286,12 +290,6 @@
     }
     if (!input.value) input.value = p.text; // back in the input, to shorten and send again
     return true;
-  }
-  function refusal(f, text) {
-    if (text.length > input.maxLength) {
-      return "Not sent: messages can be at most " + input.maxLength + " characters. Please shorten it and send it again.";
-    }
-    return "Not sent: " + String(f.message);
   }
   function onWelcome(f) {
     if (typeof f.max_text_chars === "number" && f.max_text_chars > 0) input.maxLength = f.max_text_chars;
@@ -353,10 +351,8 @@
     else if (f.type === "message" || f.type === "status") onEvent(f);
     else if (f.type === "typing") showTyping(f.role);
     else if (f.type === "error") {
-      var i = f.client_id ? pendingIndex(f.client_id) : -1;
       if (f.code === "conversation_closed") { forget(); restart(); }
-      else if (i >= 0) refuse(f.client_id, refusal(f, state.pending[i].text));
-      else note("⚠ " + String(f.message));
+      else if (!refuse(f)) note("⚠ " + String(f.message));
     }
   }
 

@@ -56,6 +56,14 @@ async def say(page: Any, text: str) -> None:
     await page.get_by_label("Your message").press("Enter")
 
 
+async def log_in(agent: Any, server: str) -> None:
+    """The admin Bob logs in to the console."""
+    await agent.goto(f"http://{server}/console")
+    await agent.get_by_label("Email").fill("bob@shop.example")
+    await agent.get_by_label("Password").fill(PASSWORD)
+    await agent.get_by_role("button", name="Log in").click()
+
+
 async def test_agent_takes_over_and_hands_back(server: str, browser: Any, artifacts: Path) -> None:
     """A customer asks for a person; the agent sees it in the queue, takes it, answers with
     a suggested reply, sees the customer's markup as text, and hands back: the bot answers."""
@@ -145,10 +153,7 @@ async def test_customer_rates_after_the_agent_closes(
 
     customer = await new_page(browser, 480, 640)
     agent = await new_page(browser, 1360, 820)
-    await agent.goto(f"http://{server}/console")
-    await agent.get_by_label("Email").fill("bob@shop.example")
-    await agent.get_by_label("Password").fill(PASSWORD)
-    await agent.get_by_role("button", name="Log in").click()
+    await log_in(agent, server)
     await customer.goto(f"http://{server}/")
     await say(customer, "I want to talk to a person")
     queue = agent.locator("#queue .item")
@@ -188,10 +193,7 @@ async def test_console_on_a_phone_keeps_the_queue_whole(
 
     customer = await new_page(browser, 480, 640)
     agent = await new_page(browser, 390, 844)
-    await agent.goto(f"http://{server}/console")
-    await agent.get_by_label("Email").fill("bob@shop.example")
-    await agent.get_by_label("Password").fill(PASSWORD)
-    await agent.get_by_role("button", name="Log in").click()
+    await log_in(agent, server)
     await expect(agent.locator("#conn")).to_have_text("live")
     await customer.goto(f"http://{server}/")
     await say(customer, "I want to talk to a person")

@@ -40,6 +40,15 @@ ROWS = [
 ]
 
 
+SIX_PER_INTENT = [
+    *ROWS,
+    ("track my order please", "track"), ("where is the delivery", "track"),
+    ("refund the money", "refund"), ("money back please", "refund"),
+    ("hello!", "greet"), ("hi there friend", "greet"),
+]  # fmt: skip
+"""Enough rows per intent for a validation carve-out (2 of 6 at ``valid_fraction`` 0.3)."""
+
+
 @pytest.fixture(scope="module")
 def trained() -> tuple[Encoder, IntentHead]:
     encoder = Encoder(base_model_path())
@@ -129,12 +138,7 @@ def test_auto_epochs_and_batch_size_follow_the_data_size() -> None:
 def test_early_stopping_keeps_the_best_epoch() -> None:
     """Easy intents reach full validation accuracy at once: training stops after `patience`
     epochs without improvement and keeps the best epoch's weights."""
-    rows = [
-        *ROWS,
-        ("track my order please", "track"), ("where is the delivery", "track"),
-        ("refund the money", "refund"), ("money back please", "refund"),
-        ("hello!", "greet"), ("hi there friend", "greet"),
-    ]  # fmt: skip
+    rows = SIX_PER_INTENT
     args = TrainingArguments(epochs=6, batch_size=4, patience=1, seed=5, valid_fraction=0.3)
     result = train_intents(
         Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args, progress=False
@@ -185,12 +189,7 @@ def test_weight_average_follows_the_weights_and_stands_in_for_them() -> None:
 def test_averaged_weights_are_scored_and_chosen_by_validation() -> None:
     """With `average_epochs`, each epoch also scores the weights' moving average on the
     validation rows; the kept model is the best of both by validation accuracy."""
-    rows = [
-        *ROWS,
-        ("track my order please", "track"), ("where is the delivery", "track"),
-        ("refund the money", "refund"), ("money back please", "refund"),
-        ("hello!", "greet"), ("hi there friend", "greet"),
-    ]  # fmt: skip
+    rows = SIX_PER_INTENT
     args = TrainingArguments(epochs=2, batch_size=4, seed=5, valid_fraction=0.3, average_epochs=0.5)
     result = train_intents(
         Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args, progress=False
