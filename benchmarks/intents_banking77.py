@@ -84,7 +84,10 @@ def train_variant(train: Path, out: Path, settings: list[str]) -> None:
         name, _, raw = item.partition("=")
         if name not in types:
             raise SystemExit(f"unknown training argument {name!r}; known: {sorted(types)}")
-        overrides[name] = json.loads(raw)
+        try:
+            overrides[name] = json.loads(raw)
+        except ValueError:
+            overrides[name] = raw  # a plain word: a string setting (precision=bf16)
     train_intent_model(train, out, args=TrainingArguments(**overrides))  # type: ignore[arg-type]
 
 

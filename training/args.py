@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.context import Mode
+from training.precision import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class TrainingArguments:
     max_length: int = 128
     seed: int = 13
     device: str = "auto"
+    precision: str = "auto"
+    """Training arithmetic: ``auto`` (bf16 autocast on CUDA and on CPUs with native bf16,
+    float32 elsewhere), ``fp32`` or ``bf16`` (``training.precision``)."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -67,6 +71,7 @@ class TrainingArguments:
             "patience": self.patience >= 1,
             "max_length": self.max_length >= 8,
             "device": self.device in {"auto", "cpu", "cuda"},
+            "precision": self.precision in PRECISIONS,
             "context": self.context in {"joint", "fused"},
         }
         bad = [name for name, ok in checks.items() if not ok]

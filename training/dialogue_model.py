@@ -33,6 +33,7 @@ from training.dialogue_eval import (
 from training.errors import TrainingError
 from training.intent_model import check_out
 from training.pipeline import build_index, save_bundle
+from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments, RankerTraining, split_conversations, train_ranker
 from training.reply_calibration import fit_reply_calibration
 
@@ -127,6 +128,7 @@ def index_dialogues(
             "phone_region": rules.phone_region,
         },
         "device": device,
+        "precision": resolved_precision(args.precision, device),
         "ranker_trained": training is not None and training.note is None,
         "ranker_args": asdict(args),
         "best_epoch": training.best_epoch if training else None,

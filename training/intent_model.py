@@ -29,6 +29,7 @@ from training.intent_data import (
 from training.intent_eval import evaluate_rows
 from training.intents import train_intents
 from training.pipeline import save_bundle
+from training.precision import resolved as resolved_precision
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def train_intent_model(
         "train_rows": training.train_rows,
         "valid_rows": training.valid_rows,
         "device": device,
+        "precision": resolved_precision(args.precision, device),
         "training_args": asdict(args),
         "epochs": training.epochs,
         "batch_size": training.batch_size,

@@ -3,8 +3,9 @@
 Full fine-tuning of the encoder and the class vectors together (class vectors start at the
 base encoder's class centroids), label smoothing, linear warm-up and decay, batches of
 similar length (less padding), early stopping on validation accuracy. The same code runs on
-CPU and CUDA (bf16 autocast there). After training: temperature scaling and the
-out-of-scope threshold, both fitted on the validation rows only.
+CPU and CUDA (bf16 autocast where the hardware has it: ``training.precision``). After
+training: temperature scaling and the out-of-scope threshold, both fitted on the
+validation rows only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from retrieval.intent_head import IntentHead
 from training import calibration
 from training.args import TrainingArguments
 from training.intent_data import OOS_LABEL, IntentDataError
+from training.precision import uses_bf16
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +249,7 @@ def train_intents(
         ),
     )
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    use_amp = encoder.device.type == "cuda"
+    use_amp = uses_bf16(args.precision, encoder.device)
     rng = np.random.default_rng(args.seed)
     lengths = np.asarray(
         [len(ids) for ids in encoder.tokenizer(list(texts), truncation=True)["input_ids"]],

@@ -27,6 +27,7 @@ from training.args import TrainingArguments
 from training.export import export_onnx
 from training.intent_data import definition_rows
 from training.intents import train_intents
+from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments, split_conversations
 from training.reply_calibration import fit_reply_calibration
 
@@ -123,6 +124,7 @@ def train_bot(
             "indexed_turns": len(index),
             "dialogue_sources": [str(s) for s in sources],
             "device": device,
+            "precision": resolved_precision(args.precision, device),
             "training_args": asdict(args),
             "best_epoch": training.best_epoch,
             "history": [asdict(r) for r in training.history],

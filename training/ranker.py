@@ -35,6 +35,7 @@ from retrieval.index import IndexedTurn
 from retrieval.pairs import dialogue_pairs
 from training.dialogue_eval import RankingCase, ranking_cases, ranking_metrics, ranks, score_cases
 from training.intents import apply_step, length_batches, seed_everything
+from training.precision import PRECISIONS, uses_bf16
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class RankerArguments:
     max_length: int = 128
     seed: int = 13
     device: str = "auto"
+    precision: str = "auto"
+    """As :attr:`training.args.TrainingArguments.precision`."""
 
     def __post_init__(self) -> None:
         low, high = self.hard_negative_ranks
@@ -90,6 +93,7 @@ class RankerArguments:
             "valid_fraction": 0 <= self.valid_fraction < 1,
             "max_length": self.max_length >= 16,
             "device": self.device in {"auto", "cpu", "cuda"},
+            "precision": self.precision in PRECISIONS,
             "context": self.context in {"joint", "fused"},
         }
         bad = [name for name, ok in checks.items() if not ok]
@@ -285,7 +289,7 @@ def train_ranker(
             else max(0.0, (total - step) / max(1, total - warmup))
         ),
     )
-    use_amp = encoder.device.type == "cuda"
+    use_amp = uses_bf16(args.precision, encoder.device)
     loss_fn = torch.nn.CrossEntropyLoss()
     lengths = np.asarray(
         [len(ids) for ids in encoder.tokenizer(contexts, truncation=True)["input_ids"]],

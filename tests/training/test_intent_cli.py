@@ -14,6 +14,7 @@ from channels.cli import main
 from retrieval.bundle import Bundle
 from retrieval.encoder import Encoder
 from retrieval.onnx_encoder import OnnxEncoder
+from training.precision import native_cpu_bf16
 
 TRAIN = {
     "track": [
@@ -85,6 +86,8 @@ def test_train_writes_a_servable_bundle_with_a_report(model: Path) -> None:
     assert manifest["oos_label"] == "oos"
     assert sorted(manifest["intents"]) == ["greet", "password", "refund", "track"]
     assert manifest["valid_rows"] > 0 and 1 <= manifest["best_epoch"] <= 3
+    # the arithmetic training ran in, resolved from the "auto" setting on this machine
+    assert manifest["precision"] == ("bf16" if native_cpu_bf16() else "fp32")
     assert json.loads((model / "training_args.json").read_text())["epochs"] == 3
     report = (model / "reports/validation/report.md").read_text()
     assert "## Worst intents" in report and "## Most confused pairs" in report

@@ -100,7 +100,9 @@ def test_same_seed_same_model() -> None:
     np.testing.assert_allclose(heads[0].weight, heads[1].weight, atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", [{"epochs": -1}, {"device": "tpu"}, {"label_smoothing": 1.0}])
+@pytest.mark.parametrize(
+    "bad", [{"epochs": -1}, {"device": "tpu"}, {"label_smoothing": 1.0}, {"precision": "fp16"}]
+)
 def test_invalid_arguments_are_refused(bad: dict[str, object]) -> None:
     """Training arguments are validated when built, naming the bad field."""
     with pytest.raises(ValueError, match=next(iter(bad))):

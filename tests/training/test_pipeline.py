@@ -30,6 +30,8 @@ def test_bundle_holds_every_part(shop_home: Path) -> None:
     assert sorted(manifest["intents"]) == sorted(i.name for i in load_bot(SHOP).intents)
     assert manifest["indexed_turns"] > 40
     assert manifest["training_args"]["epochs"] == 4
+    assert manifest["training_args"]["precision"] == "auto"
+    assert manifest["precision"] in {"bf16", "fp32"}
     for part in (
         "encoder/config.json",
         "encoder/model.onnx",

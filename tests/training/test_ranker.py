@@ -78,6 +78,8 @@ def test_bad_arguments_are_refused() -> None:
         RankerArguments(batch_size=1)
     with pytest.raises(ValueError, match="hard_negative_ranks"):
         RankerArguments(hard_negative_ranks=(5, 5))
+    with pytest.raises(ValueError, match="precision"):
+        RankerArguments(precision="fp16")
 
 
 @pytest.fixture(scope="module")
