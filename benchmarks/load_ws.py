@@ -21,7 +21,11 @@ shows in "deferred" and "p99 sched". After each window the client waits up to
 unanswered or unsent is "unfinished", and the next window starts once the server is idle
 again ("server busy after").
 Conversations are restarted (new connection, new `hello`) every `--turns` messages, and after
-a hand-off to a person (the bot no longer answers there).
+a hand-off to a person (the bot no longer answers there). The first conversations start at
+staggered turn counts (connection i as if i % `--turns` messages in), so that the restarts
+spread out; `--no-stagger` starts them all at 0, as before session 10: the connections then
+take turns in step and all restart within about a second every `--turns` rounds, a burst of
+new conversations that stalls the server for about half a second (BENCHMARKS.md, issue 5).
 
 Latency is from the `send` of the customer message to the arrival of the bot's frame. CPU:
 the client processes' own (getrusage) and the server's (/proc/<pid>/stat), over each window.
@@ -152,6 +156,7 @@ class WorkerOptions:
     connections: int
     timeout_s: float = 10.0
     turns: int = 10
+    stagger: bool = True
     open_concurrency: int = 50
     compression: str | None = "deflate"
     texts: list[str] = field(default_factory=lambda: list(TEXTS))
@@ -291,6 +296,10 @@ class Worker:
             async with gate:
                 try:
                     times.append(await conn.open())
+                    # staggered: each connection's first conversation is already some turns
+                    # in, so that the restarts spread out as real customers' do instead of
+                    # all connections restarting within the same second
+                    conn.turns = conn.index % self.opts.turns if self.opts.stagger else 0
                     self.idle.append(conn)
                 except Exception as exc:
                     failures[type(exc).__name__] += 1
@@ -652,6 +661,7 @@ def run_config(
         connections=args.connections,
         timeout_s=args.timeout,
         turns=args.turns,
+        stagger=args.stagger,
         compression=None if args.compression == "none" else "deflate",
     )
     pool = None
@@ -745,6 +755,12 @@ def main() -> None:
     parser.add_argument("--arrivals", choices=["poisson", "uniform"], default="poisson")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per reply")
     parser.add_argument("--turns", type=int, default=10, help="messages per conversation")
+    parser.add_argument(
+        "--no-stagger",
+        dest="stagger",
+        action="store_false",
+        help="start every first conversation at turn 0 (all restart together)",
+    )
     parser.add_argument("--compression", choices=["deflate", "none"], default="deflate")
     parser.add_argument("--idle", type=int, default=100, help="sequential messages; 0: skip")
     parser.add_argument(
