@@ -110,9 +110,12 @@ class Connection:
         await self.outbox.put(
             protocol.welcome(record.id, token, record.last_seq, self.settings.max_text_chars)
         )
-        # everything after last_seq, a page at a time (the writer drains while we read on)
+        # everything after last_seq, a page at a time (the writer drains while we read on);
+        # a conversation opened just now has nothing to replay, so no store round trip
         after = hello.last_seq
-        while page := await store.events_after(record.id, after, self.settings.replay_limit):
+        while hello.conversation_id is not None and (
+            page := await store.events_after(record.id, after, self.settings.replay_limit)
+        ):
             for event in page:
                 await self.outbox.put(protocol.event_frame(event))
             after = page[-1].seq
