@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from bot.definition import load_bot
 from bot.engine import Engine
 from bot.types import BotDefinition
+from channels import heap
 from channels.inference import Analyzer
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class ModelWatcher:
         self.runtime.definition = definition
         self.runtime.service.engine = Engine(definition)
         self.runtime.batcher.swap(model)
+        if self.runtime.settings.gc_freeze:
+            heap.resettle()  # the old bundle's cycles, if any, are collectable again
         self.record.swaps += 1
         self.runtime.metrics.model_swaps.labels("swapped").inc()
         log.info("model swapped: %s -> %s", serving, model.version)

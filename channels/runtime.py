@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.definition import load_bot
 from bot.engine import Engine
 from bot.types import BotDefinition
+from channels import heap
 from channels.actions import ActionRunner, make_runner
 from channels.bridge import ChannelBridge
 from channels.bus import Bus, InProcessBus
@@ -83,6 +84,8 @@ class Runtime:
         if injected is None:  # an injected model (tests, embedding) is not the registry's
             runtime.watcher = ModelWatcher(runtime, settings.reload_interval_s)
             runtime.watcher.start()
+        if settings.gc_freeze:
+            heap.settle()
         return runtime
 
     async def stop(self) -> None:
@@ -95,6 +98,8 @@ class Runtime:
         await self.bus.close()
         await self.service.locks.close()
         await self.store.close()
+        if self.settings.gc_freeze:
+            heap.release()
 
 
 async def make_bus_and_locks(settings: Settings) -> tuple[Bus, ConversationLocks]:

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     2-thread worker alone, but in the server (the event loop needs a core too) they gave
     0.85-0.88x the saturated throughput and 1.18-1.29x the idle p50: 1 stays the default
     (BENCHMARKS.md); larger machines may differ."""
+    gc_freeze: bool = True
+    """Once the model is loaded (and after each swap), freeze what is alive so that Python's
+    garbage collector no longer walks it: p99 at 400 messages/s 0.43-0.49x (channels/heap.py,
+    BENCHMARKS.md). Off only to rule it out when chasing memory."""
     encoder_threads: int = Field(default=0, ge=0)
     """Threads of one encoder pass (0: onnxruntime's choice, one per core); lower it where
     the server shares its cores."""
