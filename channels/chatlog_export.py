@@ -4,14 +4,16 @@ loop, docs/retrain.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from channels.store import ConversationRecord, IntentTag, Store, StoredEvent
-from retrieval.chatlog import ChatLog, ChatTurn, TurnRole, write_chatlog_jsonl
+from retrieval.chatlog import ChatLog, ChatTurn, TurnRole, chatlog_line
 from retrieval.errors import ChatLogError
 
 PAGE = 500
@@ -57,42 +59,47 @@ async def export_logs(
 ) -> ExportResult:
     """Write every conversation updated at or after ``since`` (all: None) to ``out`` as
     chat-log JSONL and, with ``tags_out``, each tagged customer message as a ``text,intent``
-    CSV row. Each file is replaced only once it is complete."""
+    CSV row. Conversations are written as they are read (a page of the store at a time, so
+    memory does not grow with the store); each file is replaced only once it is complete."""
     _check_targets(out, tags_out)
-    logs: list[ChatLog] = []
-    rows: list[tuple[str, str]] = []
-    after = ""
-    while page := await store.conversations_page(since=since, after_id=after, limit=PAGE):
-        for record in page:
-            events = await _all_events(store, record.id)
-            tagged = tagged_texts(events, await store.intent_tags_of(record.id))
-            log = chat_log(record, events, tagged)
-            if log is not None:
-                logs.append(log)
-            rows.extend(tagged)
-        after = page[-1].id
-    # the tags are written first and put in place last: a path that cannot be written
-    # fails the export before either file is replaced
-    partial_tags = _write_rows(rows, tags_out) if tags_out is not None else None
-    try:
-        write_chatlog_jsonl(logs, out)
-        if partial_tags is not None and tags_out is not None:
-            try:
-                os.replace(partial_tags, tags_out)
-            except OSError as exc:
-                raise ChatLogError(
-                    f"wrote {out}, but cannot write intent tags to {tags_out}: {exc.strerror}"
-                ) from exc
-    finally:
-        if partial_tags is not None:
-            partial_tags.unlink(missing_ok=True)
-    turns = [t for log in logs for t in log.turns]
-    return ExportResult(
-        conversations=len(logs),
-        turns=len(turns),
-        agent_turns=sum(1 for t in turns if t.role is TurnRole.AGENT),
-        tags=len(rows) if tags_out is not None else 0,
-    )
+    conversations = turns = agent_turns = tags = 0
+    with contextlib.ExitStack() as partials:
+        # both partial files are opened before anything is read: a path that cannot be
+        # written fails the export before either file is replaced
+        log_partial, logs = _open_partial(partials, out, "chat logs", "\n")
+        rows = None
+        if tags_out is not None:
+            tags_partial, tags_file = _open_partial(partials, tags_out, "intent tags", "")
+            rows = csv.writer(tags_file)
+            rows.writerow(["text", "intent"])
+        try:
+            after = ""
+            while page := await store.conversations_page(since=since, after_id=after, limit=PAGE):
+                for record in page:
+                    events = await _all_events(store, record.id)
+                    tagged = tagged_texts(events, await store.intent_tags_of(record.id))
+                    log = chat_log(record, events, tagged)
+                    if log is not None:
+                        logs.write(chatlog_line(log) + "\n")
+                        conversations += 1
+                        turns += len(log.turns)
+                        agent_turns += sum(1 for t in log.turns if t.role is TurnRole.AGENT)
+                    if rows is not None:
+                        rows.writerows(tagged)
+                        tags += len(tagged)
+                after = page[-1].id
+            logs.close()
+            _put_in_place(log_partial, out, f"cannot write chat logs to {out}")
+            if rows is not None and tags_out is not None:
+                tags_file.close()
+                _put_in_place(
+                    tags_partial,
+                    tags_out,
+                    f"wrote {out}, but cannot write intent tags to {tags_out}",
+                )
+        except OSError as exc:
+            raise ChatLogError(f"cannot write the export to {out}: {exc.strerror}") from exc
+    return ExportResult(conversations, turns, agent_turns, tags)
 
 
 def _check_targets(out: Path, tags_out: Path | None) -> None:
@@ -111,16 +118,22 @@ async def _all_events(store: Store, conversation_id: str) -> list[StoredEvent]:
     return found
 
 
-def _write_rows(rows: list[tuple[str, str]], path: Path) -> Path:
-    """``text,intent`` rows, as ``frontdesk intents train --train`` reads them, in a
-    ``.partial`` file beside ``path`` (returned) for the caller to put in place."""
+def _open_partial(
+    partials: contextlib.ExitStack, path: Path, what: str, newline: str
+) -> tuple[Path, TextIO]:
+    """A ``.partial`` file beside ``path``, open for writing; removed when ``partials``
+    closes unless it was put in place by then."""
     partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["text", "intent"])
-            writer.writerows(rows)
+        handle = partials.enter_context(partial.open("w", encoding="utf-8", newline=newline))
     except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise ChatLogError(f"cannot write intent tags to {path}: {exc.strerror}") from exc
-    return partial
+        raise ChatLogError(f"cannot write {what} to {path}: {exc.strerror}") from exc
+    partials.callback(partial.unlink, missing_ok=True)
+    return partial, handle
+
+
+def _put_in_place(partial: Path, path: Path, message: str) -> None:
+    try:
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ChatLogError(f"{message}: {exc.strerror}") from exc

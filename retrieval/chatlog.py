@@ -273,6 +273,18 @@ def _record(chat: ChatLog) -> dict[str, object]:
     }
 
 
+def chatlog_line(chat: ChatLog) -> str:
+    """One conversation as a line of chat-log JSONL (no newline). Raises
+    :class:`ChatLogError` when its metadata holds a value JSON cannot represent."""
+    try:
+        return json.dumps(_record(chat), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ChatLogError(
+            f"cannot write conversation {chat.id!r}: metadata must hold only JSON "
+            f"values (strings, numbers, booleans, null, lists, objects): {exc}"
+        ) from exc
+
+
 def write_chatlog_jsonl(logs: Iterable[ChatLog], path: Path | str) -> None:
     """Write conversations as chat-log JSONL; :func:`read_chatlog_jsonl` reads them back equal.
 
@@ -284,14 +296,7 @@ def write_chatlog_jsonl(logs: Iterable[ChatLog], path: Path | str) -> None:
     try:
         with partial.open("w", encoding="utf-8", newline="\n") as out:
             for chat in logs:
-                try:
-                    line = json.dumps(_record(chat), ensure_ascii=False)
-                except (TypeError, ValueError) as exc:
-                    raise ChatLogError(
-                        f"cannot write conversation {chat.id!r}: metadata must hold only JSON "
-                        f"values (strings, numbers, booleans, null, lists, objects): {exc}"
-                    ) from exc
-                out.write(line + "\n")
+                out.write(chatlog_line(chat) + "\n")
         os.replace(partial, path)
     except OSError as exc:
         raise ChatLogError(f"cannot write chat logs to {path}: {exc.strerror}") from exc

@@ -7,13 +7,14 @@ import csv
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.types import ConversationStatus, Role
 from channels.cli import main
-from channels.store import AgentRole, Store
-from retrieval.chatlog import TurnRole, read_chatlog_jsonl
+from channels.store import AgentRole, ConversationRecord, Store
+from retrieval.chatlog import ChatLog, TurnRole, read_chatlog_jsonl
 from retrieval.pairs import dialogue_pairs
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -138,3 +139,47 @@ def test_export_refuses_bad_input_and_keeps_the_old_file(
     code = main(["export", "--home", str(home), "--out", str(kept), "--tags", str(bad_tags)])
     assert code == 2 and "cannot write intent tags" in capsys.readouterr().err
     assert kept.read_text() == "previous export\n"  # nothing replaced
+
+
+def test_export_writes_each_page_before_reading_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export streams: a conversation is written before the store's next page is read,
+    so memory does not grow with the store."""
+    from channels import chatlog_export
+    from retrieval.chatlog import chatlog_line
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'frontdesk.db'}"
+    ids = asyncio.run(_fill(url))
+    monkeypatch.setattr(chatlog_export, "PAGE", 1)
+    happened: list[str] = []
+
+    def line(chat: ChatLog) -> str:
+        happened.append(f"write {chat.id}")
+        return chatlog_line(chat)
+
+    monkeypatch.setattr(chatlog_export, "chatlog_line", line)
+    out = tmp_path / "logs.jsonl"
+
+    async def export() -> chatlog_export.ExportResult:
+        store = await Store.open(url)
+        read_page = store.conversations_page
+
+        async def page(**kwargs: Any) -> list[ConversationRecord]:
+            happened.append("page")
+            return await read_page(**kwargs)
+
+        monkeypatch.setattr(store, "conversations_page", page)
+        try:
+            return await chatlog_export.export_logs(store, out)
+        finally:
+            await store.close()
+
+    result = asyncio.run(export())
+    assert result.conversations == 2
+    writes = [h for h in happened if h.startswith("write")]
+    assert sorted(writes) == sorted([f"write {ids['handed']}", f"write {ids['old']}"])
+    assert happened.count("page") == 4  # three conversations a page each, then an empty page
+    assert "page" in happened[happened.index(writes[0]) :]  # written before the last read
+    assert [log.id for log in read_chatlog_jsonl(out).logs] == [w.split()[1] for w in writes]
+    assert not (tmp_path / "logs.jsonl.partial").exists()
