@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from typing import Protocol
 
 from bot.types import Candidate, CandidateSource, IntentScore, ModelOutputs
@@ -79,10 +80,19 @@ class MicroBatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self.batches = 0
         self.metrics = metrics
+        self._running: Counter[int] = Counter()
+        """Batches being analysed now, by ``id`` of their model."""
+        self._retiring: dict[int, asyncio.Event] = {}
+        """Set when the last running batch of that model is done (:meth:`retired`)."""
 
     def swap(self, model: Analyzer) -> None:
         """Use ``model`` from the next batch on (hot reload)."""
         self.model = model
+
+    async def retired(self, model: Analyzer) -> None:
+        """Until no batch is running on ``model`` (one swapped out finishes its batches)."""
+        if self._running[id(model)] > 0:
+            await self._retiring.setdefault(id(model), asyncio.Event()).wait()
 
     def start(self) -> None:
         if not self._tasks:
@@ -106,6 +116,14 @@ class MicroBatcher:
         await self._queue.put((text, context, future))
         return await future
 
+    def _done_with(self, model: Analyzer) -> None:
+        key = id(model)
+        self._running[key] -= 1
+        if self._running[key] == 0:
+            del self._running[key]
+            if (retiring := self._retiring.pop(key, None)) is not None:
+                retiring.set()
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
@@ -122,6 +140,7 @@ class MicroBatcher:
             while len(batch) < self.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             model = self.model
+            self._running[id(model)] += 1
             started = time.perf_counter()
             try:
                 results = await asyncio.to_thread(
@@ -133,6 +152,10 @@ class MicroBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                # not held between batches: a model swapped out is freed once it is done
+                self._done_with(model)
+                del model
             self.batches += 1
             if self.metrics is not None:
                 self.metrics.batch_size.observe(len(batch))

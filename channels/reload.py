@@ -82,12 +82,17 @@ class ModelWatcher:
             return False
         self.runtime.definition = definition
         self.runtime.service.engine = Engine(definition)
+        old = self.runtime.batcher.model
         self.runtime.batcher.swap(model)
-        if self.runtime.settings.gc_freeze:
-            heap.resettle()  # the old bundle's cycles, if any, are collectable again
         self.record.swaps += 1
         self.runtime.metrics.model_swaps.labels("swapped").inc()
         log.info("model swapped: %s -> %s", serving, model.version)
+        if self.runtime.settings.gc_freeze:
+            # once its last batch is done, thaw the heap so that the old bundle (and any
+            # cycles of its) can go, then freeze what is alive again
+            await self.runtime.batcher.retired(old)
+            del old
+            heap.resettle()
         return True
 
     def _load_and_try(self) -> tuple[Analyzer, BotDefinition]:

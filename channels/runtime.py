@@ -89,17 +89,19 @@ class Runtime:
         return runtime
 
     async def stop(self) -> None:
-        await self.watcher.stop()
-        await self.messaging.drain()  # before the service: its answers use the service
-        await self.service.drain()
-        await self.batcher.stop()
-        await self.actions.aclose()
-        await self.messaging.aclose()
-        await self.bus.close()
-        await self.service.locks.close()
-        await self.store.close()
-        if self.settings.gc_freeze:
-            heap.release()
+        try:
+            await self.watcher.stop()
+            await self.messaging.drain()  # before the service: its answers use the service
+            await self.service.drain()
+            await self.batcher.stop()
+            await self.actions.aclose()
+            await self.messaging.aclose()
+            await self.bus.close()
+            await self.service.locks.close()
+            await self.store.close()
+        finally:
+            if self.settings.gc_freeze:
+                heap.release()
 
 
 async def make_bus_and_locks(settings: Settings) -> tuple[Bus, ConversationLocks]:

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     (BENCHMARKS.md); larger machines may differ."""
     gc_freeze: bool = True
     """Once the model is loaded (and after each swap), freeze what is alive so that Python's
-    garbage collector no longer walks it: p99 at 400 messages/s 0.43-0.49x (channels/heap.py,
+    garbage collector no longer walks it: p99 at 400 messages/s 0.65-0.74x (channels/heap.py,
     BENCHMARKS.md). Off only to rule it out when chasing memory."""
     encoder_threads: int = Field(default=0, ge=0)
     """Threads of one encoder pass (0: onnxruntime's choice, one per core); lower it where

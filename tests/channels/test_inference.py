@@ -144,3 +144,25 @@ async def test_with_two_workers_a_second_batch_runs_while_the_first_is_held() ->
 def test_a_batcher_without_workers_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         MicroBatcher(RecordingModel(), workers=0)
+
+
+async def test_retired_waits_for_the_batches_still_running_on_a_swapped_out_model() -> None:
+    hold = threading.Event()
+    old, new = RecordingModel(hold), RecordingModel()
+    batcher = MicroBatcher(old)
+    batcher.start()
+    try:
+        first = asyncio.create_task(batcher.analyze("a"))
+        await _started(old)
+        batcher.swap(new)
+        retired = asyncio.create_task(batcher.retired(old))
+        await asyncio.sleep(0.05)
+        assert not retired.done()  # its batch is still running
+        hold.set()
+        await asyncio.wait_for(retired, 5)
+        await first
+        assert (await batcher.analyze("b")).intents[0].name == "b|"
+        await asyncio.wait_for(batcher.retired(new), 5)  # idle: nothing running on it
+    finally:
+        await batcher.stop()
+    assert old.batches == [["a"]] and new.batches == [["b"]]
