@@ -55,6 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
+def _models(text: str) -> int:
+    """An argparse type: how many models a soup averages, >= 1."""
+    value = _epochs(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
+SOUP_HELP = (
+    "average N intent models trained with different seeds into one (same serving cost, N "
+    "times the training; default 1; BENCHMARKS.md)"
+)
+
+
 def _epochs(text: str) -> int:
     """An argparse type: a whole number of epochs, >= 0."""
     try:
@@ -95,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
         "encoder with each intent's centroid, a quick first model)",
     )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    train.add_argument("--soup", type=_models, default=1, metavar="N", help=SOUP_HELP)
     train.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
     train.add_argument(
         "--if-stale",
@@ -129,6 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     itrain.add_argument("--out", type=Path, required=True, help="model folder to write")
     itrain.add_argument("--valid", type=Path, help="validation rows (default: carved out)")
     itrain.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    itrain.add_argument("--soup", type=_models, default=1, metavar="N", help=SOUP_HELP)
     itrain.add_argument("--epochs", type=_epochs, help=argparse.SUPPRESS)
     itrain.add_argument("--json", action="store_true", help="print the result as JSON")
     itrain.set_defaults(run=_intents_train)
@@ -373,7 +389,7 @@ def _intents_train(args: argparse.Namespace) -> int:
     from training.args import TrainingArguments
     from training.intent_model import train_intent_model
 
-    overrides: dict[str, Any] = {"device": args.device}
+    overrides: dict[str, Any] = {"device": args.device, "soup": args.soup}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     result = train_intent_model(
@@ -447,7 +463,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.if_stale and not is_stale(settings.bot, registry):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
         return 0
-    targs = TrainingArguments(device=args.device, context=args.context)
+    targs = TrainingArguments(device=args.device, context=args.context, soup=args.soup)
     if args.epochs is not None:
         targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
     result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)

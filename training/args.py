@@ -47,6 +47,13 @@ class TrainingArguments:
     """How the dialogue index reads a context window (``retrieval.context``): ``joint``
     encodes the window as one sequence; ``fused`` sums its turns' embeddings, so serving
     encodes only the new message."""
+    soup: int = 1
+    """Models trained from seeds ``seed``, ``seed + 1``, ... whose weights and class vectors
+    are averaged into one (a uniform model soup: they all start from the same encoder and
+    class centroids); the same serving cost as one model for ``soup`` times the training.
+    Banking77, two: 93.44 % against 92.99 % for the first alone, ECE 0.95 against 1.36 %;
+    another seed alone got 93.51 %, so the gain is about the size of the seed noise
+    (BENCHMARKS.md)."""
     max_length: int = 128
     seed: int = 13
     device: str = "auto"
@@ -58,6 +65,7 @@ class TrainingArguments:
         checks = {
             "epochs": self.epochs is None or self.epochs >= 0,
             "batch_size": self.batch_size is None or self.batch_size >= 1,
+            "soup": self.soup >= 1,
             "examples_budget": self.examples_budget >= 1,
             "average_epochs": self.average_epochs >= 0,
             "contrastive_weight": self.contrastive_weight >= 0,

@@ -58,6 +58,8 @@ class EpochRecord:
     seconds: float
     averaged_valid_accuracy: float | None = None
     """The weights' moving average at this epoch (``average_epochs`` > 0)."""
+    member: int = 0
+    """Which model of a soup (``soup`` > 1) this epoch trained; 0 for the first."""
 
 
 class WeightAverage:
@@ -107,6 +109,23 @@ class IntentTraining:
     @property
     def valid_rows(self) -> int:
         return len(self.valid_texts)
+
+
+def average_weights(
+    members: Sequence[tuple[dict[str, torch.Tensor], torch.Tensor]],
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The uniform average of several (encoder state, class vectors) that share a start;
+    integer buffers (token type and position ids) are the same in all: the first's."""
+    states = [state for state, _ in members]
+    averaged = {
+        key: (
+            torch.stack([state[key] for state in states]).mean(dim=0)
+            if value.is_floating_point()
+            else value
+        )
+        for key, value in states[0].items()
+    }
+    return averaged, torch.stack([vectors for _, vectors in members]).mean(dim=0)
 
 
 def apply_step(
@@ -230,24 +249,30 @@ def train_intents(
     trainable = [p for p in model.parameters() if p.requires_grad]
     epochs = args.epochs_for(len(texts))
     batch_size = args.batch_size_for(len(texts))
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": trainable, "lr": args.learning_rate},
-            {"params": [class_vectors], "lr": args.head_learning_rate},
-        ],
-        weight_decay=args.weight_decay,
-    )
     steps_per_epoch = math.ceil(len(texts) / batch_size)
     total = max(1, steps_per_epoch * epochs)
     warmup = int(total * args.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            (step + 1) / max(1, warmup)
-            if step < warmup
-            else max(0.0, (total - step) / max(1, total - warmup))
-        ),
-    )
+
+    def optimizer_and_schedule() -> tuple[
+        torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler
+    ]:
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": trainable, "lr": args.learning_rate},
+                {"params": [class_vectors], "lr": args.head_learning_rate},
+            ],
+            weight_decay=args.weight_decay,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: (
+                (step + 1) / max(1, warmup)
+                if step < warmup
+                else max(0.0, (total - step) / max(1, total - warmup))
+            ),
+        )
+        return optimizer, scheduler
+
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     use_amp = uses_bf16(args.precision, encoder.device)
     rng = np.random.default_rng(args.seed)
@@ -265,12 +290,6 @@ def train_intents(
         out: npt.NDArray[np.float32] = emb @ weights.T
         return out
 
-    averaged = (
-        WeightAverage([*trainable, class_vectors], args.average_epochs * steps_per_epoch)
-        if args.average_epochs > 0
-        else None
-    )
-
     def valid_accuracy() -> float | None:
         if not (vy >= 0).any():
             return None
@@ -283,69 +302,95 @@ def train_intents(
         )
 
     history: list[EpochRecord] = []
-    best: tuple[float, int, dict[str, torch.Tensor], torch.Tensor] | None = None
-    bar = tqdm(total=total, desc="intents", disable=not progress, unit="step")
-    for epoch in range(1, epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        losses: list[float] = []
-        for idx in length_batches(lengths, batch_size, rng):
-            features = encoder.tokenize([texts[i] for i in idx])
-            target = torch.tensor(y[idx], device=encoder.device)
-            with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                emb = encoder.embed(features)  # (B, D), unit length
-                logits = emb.float() @ class_weights().T  # (B, C)
-                loss = loss_fn(logits, target)
-                if args.contrastive_weight > 0:
-                    # float32 even under bf16 autocast: at temperature 0.1 bf16 rounding
-                    # would swamp the differences between similarities
-                    with torch.autocast(encoder.device.type, enabled=False):
-                        loss = loss + args.contrastive_weight * supervised_contrastive(
-                            emb.float(), target, args.contrastive_temperature
-                        )
-            losses.append(apply_step(loss, optimizer, scheduler, trainable))
-            if averaged is not None:
-                averaged.step()
-            bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
-        model.eval()
-        accuracy = valid_accuracy()
-        score = accuracy if accuracy is not None else float(epoch)
-        improved = best is None or score > best[0]
-        if improved:
-            best = (score, epoch, *snapshot())
-        averaged_accuracy: float | None = None
-        if averaged is not None and accuracy is not None:
-            with averaged.swapped_in():
-                averaged_accuracy = valid_accuracy()
-                if averaged_accuracy is not None and best and averaged_accuracy > best[0]:
-                    best, improved = (averaged_accuracy, epoch, *snapshot()), True
-        history.append(
-            EpochRecord(
+    best_epoch = 0
+    initial = snapshot() if args.soup > 1 else None  # where every member of a soup starts
+    members: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
+    bar = tqdm(total=total * args.soup, desc="intents", disable=not progress, unit="step")
+    for member in range(args.soup):
+        if member and initial is not None:  # the same start, another seed
+            model.load_state_dict(initial[0])
+            with torch.no_grad():
+                class_vectors.copy_(initial[1])
+            seed_everything(args.seed + member)
+            rng = np.random.default_rng(args.seed + member)
+        optimizer, scheduler = optimizer_and_schedule()
+        averaged = (
+            WeightAverage([*trainable, class_vectors], args.average_epochs * steps_per_epoch)
+            if args.average_epochs > 0
+            else None
+        )
+        best: tuple[float, int, dict[str, torch.Tensor], torch.Tensor] | None = None
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            losses: list[float] = []
+            for idx in length_batches(lengths, batch_size, rng):
+                features = encoder.tokenize([texts[i] for i in idx])
+                target = torch.tensor(y[idx], device=encoder.device)
+                with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    emb = encoder.embed(features)  # (B, D), unit length
+                    logits = emb.float() @ class_weights().T  # (B, C)
+                    loss = loss_fn(logits, target)
+                    if args.contrastive_weight > 0:
+                        # float32 even under bf16 autocast: at temperature 0.1 bf16 rounding
+                        # would swamp the differences between similarities
+                        with torch.autocast(encoder.device.type, enabled=False):
+                            loss = loss + args.contrastive_weight * supervised_contrastive(
+                                emb.float(), target, args.contrastive_temperature
+                            )
+                losses.append(apply_step(loss, optimizer, scheduler, trainable))
+                if averaged is not None:
+                    averaged.step()
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+            model.eval()
+            accuracy = valid_accuracy()
+            score = accuracy if accuracy is not None else float(epoch)
+            improved = best is None or score > best[0]
+            if improved:
+                best = (score, epoch, *snapshot())
+            averaged_accuracy: float | None = None
+            if averaged is not None and accuracy is not None:
+                with averaged.swapped_in():
+                    averaged_accuracy = valid_accuracy()
+                    if averaged_accuracy is not None and best and averaged_accuracy > best[0]:
+                        best, improved = (averaged_accuracy, epoch, *snapshot()), True
+            history.append(
+                EpochRecord(
+                    epoch,
+                    float(np.mean(losses)),
+                    accuracy,
+                    time.perf_counter() - started,
+                    averaged_accuracy,
+                    member,
+                )
+            )
+            log.info(
+                "epoch %d: loss %.4f, valid accuracy %s (averaged weights %s)",
                 epoch,
-                float(np.mean(losses)),
+                history[-1].loss,
                 accuracy,
-                time.perf_counter() - started,
                 averaged_accuracy,
             )
-        )
-        log.info(
-            "epoch %d: loss %.4f, valid accuracy %s (averaged weights %s)",
-            epoch,
-            history[-1].loss,
-            accuracy,
-            averaged_accuracy,
-        )
-        if not improved and best is not None and epoch - best[1] >= args.patience:
-            log.info("early stop after epoch %d (best %d)", epoch, best[1])
-            break
+            if not improved and best is not None and epoch - best[1] >= args.patience:
+                log.info("early stop after epoch %d (best %d)", epoch, best[1])
+                break
+        if best is not None:
+            _, epoch_kept, state, vectors = best
+            model.load_state_dict(state)
+            with torch.no_grad():
+                class_vectors.copy_(vectors)
+            best_epoch = best_epoch or epoch_kept  # the first member's
+        if initial is not None:
+            members.append(snapshot())
     bar.close()
-    best_epoch = 0
-    if best is not None:
-        _, best_epoch, state, vectors = best
-        model.load_state_dict(state)
+    if members:
+        soup_state, soup_vectors = average_weights(members)
+        model.load_state_dict(soup_state)
         with torch.no_grad():
-            class_vectors.copy_(vectors)
+            class_vectors.copy_(soup_vectors)
+        model.eval()
+        log.info("soup of %d models: valid accuracy %s", len(members), valid_accuracy())
     model.eval()
 
     weight = class_weights().detach().float().cpu().numpy()

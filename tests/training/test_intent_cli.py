@@ -69,9 +69,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("text", "category"),
     )
     out = folder / "model"
-    assert (
-        main(["intents", "train", "--train", str(train), "--out", str(out), "--epochs", "3"]) == 0
-    )
+    command = ["intents", "train", "--train", str(train), "--out", str(out), "--epochs", "3"]
+    assert main([*command, "--soup", "2"]) == 0  # two models averaged: the same bundle
     return out
 
 
@@ -89,6 +88,7 @@ def test_train_writes_a_servable_bundle_with_a_report(model: Path) -> None:
     # the arithmetic training ran in, resolved from the "auto" setting on this machine
     assert manifest["precision"] == ("bf16" if native_cpu_bf16() else "fp32")
     assert json.loads((model / "training_args.json").read_text())["epochs"] == 3
+    assert json.loads((model / "training_args.json").read_text())["soup"] == 2
     report = (model / "reports/validation/report.md").read_text()
     assert "## Worst intents" in report and "## Most confused pairs" in report
 
@@ -186,6 +186,12 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
         main(["train", "--home", str(tmp_path / "home"), "--epochs", "-3"])
     assert refused.value.code == 2
     assert "--epochs: expected 0 or more, got -3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(
+            ["intents", "train", "--train", str(excel), "--out", str(tmp_path / "m"), "--soup", "0"]
+        )
+    assert refused.value.code == 2
+    assert "--soup: expected 1 or more, got 0" in capsys.readouterr().err
     assert not (tmp_path / "home").exists()
 
 

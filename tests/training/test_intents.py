@@ -101,7 +101,14 @@ def test_same_seed_same_model() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"epochs": -1}, {"device": "tpu"}, {"label_smoothing": 1.0}, {"precision": "fp16"}]
+    "bad",
+    [
+        {"epochs": -1},
+        {"device": "tpu"},
+        {"label_smoothing": 1.0},
+        {"precision": "fp16"},
+        {"soup": 0},
+    ],
 )
 def test_invalid_arguments_are_refused(bad: dict[str, object]) -> None:
     """Training arguments are validated when built, naming the bad field."""
@@ -331,3 +338,44 @@ def test_similarity_guard_needs_enough_rows_and_survives_saving(tmp_path: Path) 
         meta=np.asarray(json.dumps(meta)),
     )
     assert IntentHead.load(tmp_path / "old.npz").min_similarity == -1.0
+
+
+def test_a_soup_averages_models_trained_from_one_start_with_other_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``soup=2``: the first model is the one ``soup=1`` trains, the second starts from the
+    same encoder and centroids with the next seed, and the result is their average."""
+    from training import intents
+
+    members: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
+    average = intents.average_weights
+
+    def spy(
+        given: list[tuple[dict[str, torch.Tensor], torch.Tensor]],
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        members.extend(given)
+        return average(given)
+
+    monkeypatch.setattr(intents, "average_weights", spy)
+    texts, labels = [t for t, _ in ROWS], [y for _, y in ROWS]
+    args = TrainingArguments(epochs=2, batch_size=4, seed=1)
+    alone = train_intents(Encoder(base_model_path()), texts, labels, args, progress=False)
+    encoder = Encoder(base_model_path())
+    soup = train_intents(encoder, texts, labels, replace(args, soup=2), progress=False)
+
+    def head_weight(vectors: torch.Tensor) -> npt.NDArray[np.float32]:
+        scaled = args.logit_scale * torch.nn.functional.normalize(vectors.float(), dim=-1)
+        out: npt.NDArray[np.float32] = scaled.numpy()
+        return out
+
+    assert len(members) == 2
+    (first_state, first), (second_state, second) = members
+    np.testing.assert_allclose(head_weight(first), alone.head.weight, atol=1e-5)
+    assert not torch.allclose(first, second, atol=1e-4)  # another seed, another model
+    np.testing.assert_allclose(head_weight((first + second) / 2), soup.head.weight, atol=1e-5)
+    layer = "encoder.layer.0.attention.self.query.weight"
+    served = encoder.model.state_dict()[layer]
+    torch.testing.assert_close(served, (first_state[layer] + second_state[layer]) / 2)
+    assert [r.member for r in soup.history] == [0, 0, 1, 1]
+    probs, _ = soup.head.predict(encoder.encode(texts))
+    assert [soup.head.intents[i] for i in probs.argmax(axis=1)] == labels
