@@ -57,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _models(text: str) -> int:
     """An argparse type: how many models a soup averages, >= 1."""
-    value = _epochs(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value

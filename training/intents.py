@@ -114,13 +114,15 @@ class IntentTraining:
 def average_weights(
     members: Sequence[tuple[dict[str, torch.Tensor], torch.Tensor]],
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """The uniform average of several (encoder state, class vectors) that share a start;
-    integer buffers (token type and position ids) are the same in all: the first's."""
+    """The uniform average of several (encoder state, class vectors) that share a start.
+    A tensor the same in all (frozen word embeddings, integer buffers) is the first's,
+    exactly: an average of equal floats can differ from them in the last bit."""
     states = [state for state, _ in members]
     averaged = {
         key: (
             torch.stack([state[key] for state in states]).mean(dim=0)
             if value.is_floating_point()
+            and not all(torch.equal(value, state[key]) for state in states[1:])
             else value
         )
         for key, value in states[0].items()
@@ -303,10 +305,11 @@ def train_intents(
 
     history: list[EpochRecord] = []
     best_epoch = 0
-    initial = snapshot() if args.soup > 1 else None  # where every member of a soup starts
+    soup = args.soup if epochs > 0 else 1  # with no training, every member is the start
+    initial = snapshot() if soup > 1 else None  # where every member of a soup starts
     members: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
-    bar = tqdm(total=total * args.soup, desc="intents", disable=not progress, unit="step")
-    for member in range(args.soup):
+    bar = tqdm(total=total * soup, desc="intents", disable=not progress, unit="step")
+    for member in range(soup):
         if member and initial is not None:  # the same start, another seed
             model.load_state_dict(initial[0])
             with torch.no_grad():

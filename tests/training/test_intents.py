@@ -360,6 +360,10 @@ def test_a_soup_averages_models_trained_from_one_start_with_other_seeds(
     texts, labels = [t for t, _ in ROWS], [y for _, y in ROWS]
     args = TrainingArguments(epochs=2, batch_size=4, seed=1)
     alone = train_intents(Encoder(base_model_path()), texts, labels, args, progress=False)
+    # 4 rows an intent: nothing is held out, so every seed trains on the same rows
+    second_alone = train_intents(
+        Encoder(base_model_path()), texts, labels, replace(args, seed=2), progress=False
+    )
     encoder = Encoder(base_model_path())
     soup = train_intents(encoder, texts, labels, replace(args, soup=2), progress=False)
 
@@ -372,10 +376,14 @@ def test_a_soup_averages_models_trained_from_one_start_with_other_seeds(
     (first_state, first), (second_state, second) = members
     np.testing.assert_allclose(head_weight(first), alone.head.weight, atol=1e-5)
     assert not torch.allclose(first, second, atol=1e-4)  # another seed, another model
+    # the second member is what seed 2 trains alone: it restarted from the same start
+    np.testing.assert_allclose(head_weight(second), second_alone.head.weight, atol=1e-5)
     np.testing.assert_allclose(head_weight((first + second) / 2), soup.head.weight, atol=1e-5)
     layer = "encoder.layer.0.attention.self.query.weight"
     served = encoder.model.state_dict()[layer]
     torch.testing.assert_close(served, (first_state[layer] + second_state[layer]) / 2)
     assert [r.member for r in soup.history] == [0, 0, 1, 1]
+    frozen = "embeddings.word_embeddings.weight"  # frozen by default: exactly the start's
+    assert torch.equal(encoder.model.state_dict()[frozen], first_state[frozen])
     probs, _ = soup.head.predict(encoder.encode(texts))
     assert [soup.head.intents[i] for i in probs.argmax(axis=1)] == labels
