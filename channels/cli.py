@@ -55,15 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
-def _models(text: str) -> int:
-    """An argparse type: how many models a soup averages, >= 1."""
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {value}")
     return value
+
+
+def _models(text: str) -> int:
+    """An argparse type: how many models a soup averages, >= 1."""
+    return _whole_number(text, 1)
 
 
 SOUP_HELP = (
@@ -74,13 +78,7 @@ SOUP_HELP = (
 
 def _epochs(text: str) -> int:
     """An argparse type: a whole number of epochs, >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -25,8 +25,7 @@ def settle() -> None:
     """Collect what is garbage now, then freeze everything still alive; the caller holds
     the freeze until :func:`release`."""
     _Freeze.holders += 1
-    gc.collect()
-    gc.freeze()
+    _collect_and_freeze()
 
 
 def resettle() -> None:
@@ -34,8 +33,7 @@ def resettle() -> None:
     became cyclic garbage while frozen: at most one heap's worth since the last thaw), and
     freeze what is alive again. One full collection, on the caller's thread."""
     gc.unfreeze()
-    gc.collect()
-    gc.freeze()
+    _collect_and_freeze()
 
 
 def release() -> None:
@@ -44,3 +42,8 @@ def release() -> None:
     _Freeze.holders = max(0, _Freeze.holders - 1)
     if _Freeze.holders == 0:
         gc.unfreeze()
+
+
+def _collect_and_freeze() -> None:
+    gc.collect()
+    gc.freeze()

@@ -130,6 +130,22 @@ def average_weights(
     return averaged, torch.stack([vectors for _, vectors in members]).mean(dim=0)
 
 
+def warmup_then_decay(
+    optimizer: torch.optim.Optimizer, total: int, warmup_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning rate rises linearly over the first ``warmup_ratio`` of ``total`` steps,
+    then falls linearly to 0 at the last one."""
+    warmup = int(total * warmup_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: (
+            (step + 1) / max(1, warmup)
+            if step < warmup
+            else max(0.0, (total - step) / max(1, total - warmup))
+        ),
+    )
+
+
 def apply_step(
     loss: torch.Tensor,
     optimizer: torch.optim.Optimizer,
@@ -253,7 +269,6 @@ def train_intents(
     batch_size = args.batch_size_for(len(texts))
     steps_per_epoch = math.ceil(len(texts) / batch_size)
     total = max(1, steps_per_epoch * epochs)
-    warmup = int(total * args.warmup_ratio)
 
     def optimizer_and_schedule() -> tuple[
         torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler
@@ -265,15 +280,7 @@ def train_intents(
             ],
             weight_decay=args.weight_decay,
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: (
-                (step + 1) / max(1, warmup)
-                if step < warmup
-                else max(0.0, (total - step) / max(1, total - warmup))
-            ),
-        )
-        return optimizer, scheduler
+        return optimizer, warmup_then_decay(optimizer, total, args.warmup_ratio)
 
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     use_amp = uses_bf16(args.precision, encoder.device)

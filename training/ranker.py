@@ -34,7 +34,7 @@ from retrieval.encoder import Encoder
 from retrieval.index import IndexedTurn
 from retrieval.pairs import dialogue_pairs
 from training.dialogue_eval import RankingCase, ranking_cases, ranking_metrics, ranks, score_cases
-from training.intents import apply_step, length_batches, seed_everything
+from training.intents import apply_step, length_batches, seed_everything, warmup_then_decay
 from training.precision import PRECISIONS, uses_bf16
 
 log = logging.getLogger(__name__)
@@ -280,15 +280,7 @@ def train_ranker(
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(pairs) / args.batch_size)
     total = max(1, steps_per_epoch * epochs)
-    warmup = int(total * args.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            (step + 1) / max(1, warmup)
-            if step < warmup
-            else max(0.0, (total - step) / max(1, total - warmup))
-        ),
-    )
+    scheduler = warmup_then_decay(optimizer, total, args.warmup_ratio)
     use_amp = uses_bf16(args.precision, encoder.device)
     loss_fn = torch.nn.CrossEntropyLoss()
     lengths = np.asarray(
