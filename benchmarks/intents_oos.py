@@ -24,7 +24,7 @@ restored labels. The figures as given (`as_labelled`) are the benchmark's; `rest
 what the model does on the task the data set means. Prints one JSON object.
 
     python benchmarks/intents_oos.py [--data ../shared/data/banking77-oos] [--only with-oos]
-        [--labels given|restored] [--banking77 DIR] [--keep DIR]
+        [--labels given|restored] [--banking77 DIR] [--keep DIR] [--layers N]
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def evaluate(model: Path, splits: dict[str, Rows], int8: bool = False) -> dict[s
 
 def run(
     setting: str, data: Path, tmp: Path, env: dict[str, str], truth: dict[str, str] | None,
-    train_restored: bool,
+    train_restored: bool, flags: list[str],
 ) -> dict[str, object]:  # fmt: skip
     train = read_split(data / "train")
     valid = read_split(data / "valid")
@@ -155,7 +155,7 @@ def run(
     started = time.perf_counter()
     subprocess.run(
         [*FRONTDESK, "intents", "train", "--train", str(train_csv), "--valid", str(valid_csv),
-         "--out", str(model)],
+         "--out", str(model), *flags],
         check=True, env=env, cwd=ROOT,
     )  # fmt: skip
     seconds = time.perf_counter() - started
@@ -182,6 +182,7 @@ def main() -> None:
     parser.add_argument("--labels", choices=["given", "restored"], default="given")
     parser.add_argument("--banking77", type=Path, help="default: banking77 beside --data")
     parser.add_argument("--keep", type=Path, help="keep the trained models in this folder")
+    parser.add_argument("--layers", type=int, help="train with `--layers N` (default: all)")
     options = parser.parse_args()
     banking77 = options.banking77 or options.data.parent / "banking77"
     truth = banking77_labels(banking77) if (banking77 / "train.csv").is_file() else None
@@ -189,13 +190,18 @@ def main() -> None:
         parser.error(f"--labels restored needs Banking77 at {banking77} (see --banking77)")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     settings = [options.only] if options.only else ["with-oos", "no-oos"]
-    result: dict[str, object] = {"cpu_count": os.cpu_count(), "train_labels": options.labels}
+    flags = ["--layers", str(options.layers)] if options.layers else []
+    result: dict[str, object] = {
+        "cpu_count": os.cpu_count(),
+        "train_labels": options.labels,
+        "train_flags": flags,
+    }
     with tempfile.TemporaryDirectory(prefix="banking77-oos-") as tmp:
         folder = options.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         for setting in settings:
             result[setting] = run(
-                setting, options.data, folder, env, truth, options.labels == "restored"
+                setting, options.data, folder, env, truth, options.labels == "restored", flags
             )
     print(json.dumps(result, indent=2))
 

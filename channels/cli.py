@@ -76,6 +76,17 @@ SOUP_HELP = (
 )
 
 
+def _layers(text: str) -> int:
+    """An argparse type: how many of the encoder's layers to keep, >= 1."""
+    return _whole_number(text, 1)
+
+
+LAYERS_HELP = (
+    "fine-tune only the first N of the encoder's 6 layers: a smaller model that serves "
+    "faster, for some accuracy (default: all; BENCHMARKS.md)"
+)
+
+
 def _epochs(text: str) -> int:
     """An argparse type: a whole number of epochs, >= 0."""
     return _whole_number(text, 0)
@@ -111,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--soup", type=_models, default=1, metavar="N", help=SOUP_HELP)
+    train.add_argument("--layers", type=_layers, metavar="N", help=LAYERS_HELP)
     train.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
     train.add_argument(
         "--if-stale",
@@ -146,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     itrain.add_argument("--valid", type=Path, help="validation rows (default: carved out)")
     itrain.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     itrain.add_argument("--soup", type=_models, default=1, metavar="N", help=SOUP_HELP)
+    itrain.add_argument("--layers", type=_layers, metavar="N", help=LAYERS_HELP)
     itrain.add_argument("--epochs", type=_epochs, help=argparse.SUPPRESS)
     itrain.add_argument("--json", action="store_true", help="print the result as JSON")
     itrain.set_defaults(run=_intents_train)
@@ -390,7 +403,7 @@ def _intents_train(args: argparse.Namespace) -> int:
     from training.args import TrainingArguments
     from training.intent_model import train_intent_model
 
-    overrides: dict[str, Any] = {"device": args.device, "soup": args.soup}
+    overrides: dict[str, Any] = {"device": args.device, "soup": args.soup, "layers": args.layers}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     result = train_intent_model(
@@ -464,7 +477,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.if_stale and not is_stale(settings.bot, registry):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
         return 0
-    targs = TrainingArguments(device=args.device, context=args.context, soup=args.soup)
+    targs = TrainingArguments(
+        device=args.device, context=args.context, soup=args.soup, layers=args.layers
+    )
     if args.epochs is not None:
         targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
     result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)

@@ -32,6 +32,16 @@ def by_length(texts: Sequence[str]) -> npt.NDArray[np.int64]:
     return np.argsort(np.fromiter((len(t) for t in texts), np.int64, len(texts)), kind="stable")
 
 
+def keep_first_layers(model: Any, layers: int) -> None:
+    """Cut a BERT-style encoder down to its first ``layers`` transformer layers, in place
+    (the config follows, so a saved copy and its ONNX export have that depth)."""
+    stack = model.encoder.layer
+    if not 1 <= layers <= len(stack):
+        raise ValueError(f"the encoder has {len(stack)} layers; cannot keep {layers}")
+    model.encoder.layer = stack[:layers]
+    model.config.num_hidden_layers = layers
+
+
 class Encoder:
     """Embeds texts into (N, D) float32 unit vectors."""
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retrieval.context import Mode
 from training.precision import PRECISIONS
+
+if TYPE_CHECKING:
+    from retrieval.encoder import Encoder
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class TrainingArguments:
     Banking77, two: 93.44 % against 92.99 % for the first alone, ECE 0.95 against 1.36 %;
     another seed alone got 93.51 %, so the gain is about the size of the seed noise
     (BENCHMARKS.md)."""
+    layers: int | None = None
+    """Fine-tune only the first this many of the base encoder's transformer layers (None:
+    all six of MiniLM's): a shallower encoder serves proportionally faster, for some
+    accuracy (BENCHMARKS.md)."""
     max_length: int = 128
     seed: int = 13
     device: str = "auto"
@@ -66,6 +73,7 @@ class TrainingArguments:
             "epochs": self.epochs is None or self.epochs >= 0,
             "batch_size": self.batch_size is None or self.batch_size >= 1,
             "soup": self.soup >= 1,
+            "layers": self.layers is None or self.layers >= 1,
             "examples_budget": self.examples_budget >= 1,
             "average_epochs": self.average_epochs >= 0,
             "contrastive_weight": self.contrastive_weight >= 0,
@@ -109,6 +117,22 @@ class TrainingArguments:
         if self.device != "auto":
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def base_encoder(self, base_model: Path | None, device: str) -> Encoder:
+        """The encoder to fine-tune: ``base_model`` (default: the shipped MiniLM) on
+        ``device``, at this depth and token limit."""
+        from retrieval.encoder import Encoder, base_model_path, keep_first_layers
+        from training.errors import TrainingError
+
+        encoder = Encoder(
+            base_model or base_model_path(), device=device, max_length=self.max_length
+        )
+        if self.layers is not None:
+            try:
+                keep_first_layers(encoder.model, self.layers)
+            except ValueError as exc:
+                raise TrainingError(f"layers={self.layers}: {exc}") from exc
+        return encoder
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")

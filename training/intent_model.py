@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from retrieval import bundle as bundle_files
-from retrieval.encoder import Encoder, base_model_path
 from retrieval.index import DialogueIndex
 from training.args import TrainingArguments
 from training.intent_data import (
@@ -69,7 +68,7 @@ def train_intent_model(
         log.warning("skipped: %s", problem)
 
     device = args.resolved_device()
-    encoder = Encoder(base_model or base_model_path(), device=device, max_length=args.max_length)
+    encoder = args.base_encoder(base_model, device)
     training = train_intents(
         encoder,
         rows.texts,

@@ -17,7 +17,7 @@ from bot.definition import load_bot
 from retrieval import bundle as bundle_files
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
 from retrieval.context import ContextEncoding
-from retrieval.encoder import Encoder, base_model_path
+from retrieval.encoder import Encoder
 from retrieval.index import DialogueIndex, IndexedTurn
 from retrieval.intent_head import IntentHead
 from retrieval.pairs import dialogue_pairs
@@ -89,7 +89,7 @@ def train_bot(
     texts, labels = definition_rows(definition)
 
     device = args.resolved_device()
-    encoder = Encoder(base_model or base_model_path(), device=device, max_length=args.max_length)
+    encoder = args.base_encoder(base_model, device)
     training = train_intents(encoder, texts, labels, args, progress=progress)
     head = training.head
 

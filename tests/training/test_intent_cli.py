@@ -192,6 +192,10 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
         )
     assert refused.value.code == 2
     assert "--soup: expected 1 or more, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        main(["train", "--home", str(tmp_path / "home"), "--layers", "0"])
+    assert refused.value.code == 2
+    assert "--layers: expected 1 or more, got 0" in capsys.readouterr().err
     assert not (tmp_path / "home").exists()
 
 
@@ -238,3 +242,30 @@ def test_train_with_a_soup_writes_one_averaged_bundle(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert [epoch["member"] for epoch in manifest["history"]] == [0, 1]
     assert (out / "encoder/model.onnx").is_file()
+
+
+def test_train_with_fewer_layers_exports_and_serves_that_depth(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--layers 2`: the bundle's encoder has two layers (config, ONNX export), the
+    ONNX export agrees with torch, the setting is saved, and eval works; asking for more
+    layers than the base encoder has is a clear error that writes nothing."""
+    train = _csv(tmp_path / "train.csv", [(t, y) for y, texts in TRAIN.items() for t in texts])
+    out = tmp_path / "model"
+    command = ["intents", "train", "--train", str(train), "--epochs", "1", "--json"]
+    assert main([*command, "--out", str(out), "--layers", "2"]) == 0
+    assert json.loads((out / "training_args.json").read_text())["layers"] == 2
+    config = json.loads((out / "encoder/config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    texts = [t for t, _ in TEST]
+    torch_vectors = Encoder(out / "encoder").encode(texts)
+    onnx_vectors = OnnxEncoder(out / "encoder").encode(texts)
+    np.testing.assert_allclose(onnx_vectors, torch_vectors, atol=1e-4)
+    capsys.readouterr()
+    test = _csv(tmp_path / "test.csv", TEST)
+    assert main(["intents", "eval", "--model", str(out), "--test", str(test), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == len(TEST)
+
+    assert main([*command, "--out", str(tmp_path / "deep"), "--layers", "7"]) == 2
+    assert "layers=7: the encoder has 6 layers; cannot keep 7" in capsys.readouterr().err
+    assert not (tmp_path / "deep").exists()

@@ -14,6 +14,7 @@ import torch
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent_head import IntentHead
 from training.args import TrainingArguments
+from training.errors import TrainingError
 from training.intents import (
     GUARD_QUANTILE,
     WeightAverage,
@@ -108,12 +109,30 @@ def test_same_seed_same_model() -> None:
         {"label_smoothing": 1.0},
         {"precision": "fp16"},
         {"soup": 0},
+        {"layers": 0},
     ],
 )
 def test_invalid_arguments_are_refused(bad: dict[str, object]) -> None:
     """Training arguments are validated when built, naming the bad field."""
     with pytest.raises(ValueError, match=next(iter(bad))):
         TrainingArguments(**bad)  # type: ignore[arg-type]
+
+
+def test_fewer_layers_keep_the_base_encoders_first_layers() -> None:
+    """``layers=2``: the encoder to fine-tune is the base model's first two layers (its
+    output is the full model's hidden state after layer 2), and the config says so; more
+    layers than the base has is a training error that names the setting."""
+    import torch
+
+    full = Encoder(base_model_path())
+    cut = TrainingArguments(layers=2).base_encoder(None, "cpu")
+    assert len(cut.model.encoder.layer) == cut.model.config.num_hidden_layers == 2
+    features = full.tokenize(["where is my parcel", "I forgot my password"])
+    with torch.inference_mode():
+        after_two = full.model(**features, output_hidden_states=True).hidden_states[2]
+        torch.testing.assert_close(cut.model(**features).last_hidden_state, after_two)
+    with pytest.raises(TrainingError, match="layers=7: the encoder has 6 layers"):
+        TrainingArguments(layers=7).base_encoder(None, "cpu")
 
 
 def test_validation_carve_out_is_stratified_and_seeded() -> None:

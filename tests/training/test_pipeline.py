@@ -162,3 +162,20 @@ def test_train_context_flag_reaches_the_bundle(
     default = Registry(shop_home / "models").current_path()
     assert default is not None
     assert json.loads((default / MANIFEST).read_text())["context_encoding"]["mode"] == "joint"
+
+
+def test_train_layers_flag_builds_a_shallower_bundle(shop_copy: Path, tmp_path: Path) -> None:
+    """`frontdesk train --layers 2`: the bundle's encoder (and so its index) is two layers
+    deep, the manifest says so, and the bundle serves."""
+    from channels.cli import main
+
+    home = tmp_path / "home"
+    code = main(["train", "--bot", str(shop_copy), "--home", str(home), "--epochs", "0",
+                 "--layers", "2", "--json"])  # fmt: skip
+    assert code == 0
+    bundle = load_current_bundle(home / "models", load_bot(shop_copy))
+    config = json.loads((bundle.path / "encoder" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    assert bundle.manifest["training_args"]["layers"] == 2
+    (analysis,) = bundle.analyze(["where is my order 1042?"])
+    assert analysis.intents and analysis.replies
