@@ -7,7 +7,8 @@ the ONNX exports the server loads (fp32 `model.onnx`, int8 `model.int8.onnx`):
 - Banking77 test accuracy of the predicted intent (no rejection);
 - single-message latency, tokenizer included (p50, p99 over `--messages` test messages
   after a warm-up), rounds interleaved over the models so a noisy neighbour hits all alike;
-- batched throughput (messages/s, `--batch` at a time over the whole test split);
+- batched throughput (messages/s, `--batch` at a time over the whole test split; one pass
+  per model, the models one after the other);
 - each figure's ratio to the first model's (the first `--model` is the reference).
 
 Prints one JSON object.

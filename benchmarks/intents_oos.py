@@ -190,7 +190,7 @@ def main() -> None:
         parser.error(f"--labels restored needs Banking77 at {banking77} (see --banking77)")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     settings = [options.only] if options.only else ["with-oos", "no-oos"]
-    flags = ["--layers", str(options.layers)] if options.layers else []
+    flags = ["--layers", str(options.layers)] if options.layers is not None else []
     result: dict[str, object] = {
         "cpu_count": os.cpu_count(),
         "train_labels": options.labels,

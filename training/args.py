@@ -118,22 +118,6 @@ class TrainingArguments:
             return self.device
         return "cuda" if torch.cuda.is_available() else "cpu"
 
-    def base_encoder(self, base_model: Path | None, device: str) -> Encoder:
-        """The encoder to fine-tune: ``base_model`` (default: the shipped MiniLM) on
-        ``device``, at this depth and token limit."""
-        from retrieval.encoder import Encoder, base_model_path, keep_first_layers
-        from training.errors import TrainingError
-
-        encoder = Encoder(
-            base_model or base_model_path(), device=device, max_length=self.max_length
-        )
-        if self.layers is not None:
-            try:
-                keep_first_layers(encoder.model, self.layers)
-            except ValueError as exc:
-                raise TrainingError(f"layers={self.layers}: {exc}") from exc
-        return encoder
-
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
 
@@ -142,3 +126,21 @@ class TrainingArguments:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def load_base_encoder(
+    base_model: Path | None, device: str, max_length: int, layers: int | None = None
+) -> Encoder:
+    """The encoder to fine-tune: ``base_model`` (default: the shipped MiniLM) on
+    ``device``, cut to its first ``layers`` transformer layers when given (a depth the
+    model does not have is a :class:`TrainingError`)."""
+    from retrieval.encoder import Encoder, base_model_path, keep_first_layers
+    from training.errors import TrainingError
+
+    encoder = Encoder(base_model or base_model_path(), device=device, max_length=max_length)
+    if layers is not None:
+        try:
+            keep_first_layers(encoder.model, layers)
+        except ValueError as exc:
+            raise TrainingError(f"layers={layers}: {exc}") from exc
+    return encoder

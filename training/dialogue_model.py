@@ -20,10 +20,10 @@ from retrieval import bundle as bundle_files
 from retrieval.bundle import Bundle
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
 from retrieval.context import ContextEncoding
-from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent_head import IntentHead
 from retrieval.pairs import dialogue_pairs
 from retrieval.redact import RedactionRules, Redactor
+from training.args import load_base_encoder
 from training.dialogue_eval import (
     ranking_cases,
     ranking_metrics,
@@ -93,7 +93,7 @@ def index_dialogues(
         raise TrainingError(f"no conversations in {', '.join(map(str, sources))}")
 
     device = _device(args.device)
-    encoder = Encoder(base_model or base_model_path(), device=device, max_length=args.max_length)
+    encoder = load_base_encoder(base_model, device, args.max_length)
     training: RankerTraining | None = None
     if train:
         training = train_ranker(encoder, logs, args, redact=redact, progress=progress)

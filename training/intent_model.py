@@ -17,7 +17,7 @@ from pathlib import Path
 
 from retrieval import bundle as bundle_files
 from retrieval.index import DialogueIndex
-from training.args import TrainingArguments
+from training.args import TrainingArguments, load_base_encoder
 from training.intent_data import (
     OOS_LABEL,
     IntentDataError,
@@ -68,7 +68,7 @@ def train_intent_model(
         log.warning("skipped: %s", problem)
 
     device = args.resolved_device()
-    encoder = args.base_encoder(base_model, device)
+    encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
     training = train_intents(
         encoder,
         rows.texts,

@@ -23,7 +23,7 @@ from retrieval.intent_head import IntentHead
 from retrieval.pairs import dialogue_pairs
 from retrieval.redact import RedactionRules, Redactor
 from retrieval.registry import Registry
-from training.args import TrainingArguments
+from training.args import TrainingArguments, load_base_encoder
 from training.export import export_onnx
 from training.intent_data import definition_rows
 from training.intents import train_intents
@@ -89,7 +89,7 @@ def train_bot(
     texts, labels = definition_rows(definition)
 
     device = args.resolved_device()
-    encoder = args.base_encoder(base_model, device)
+    encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
     training = train_intents(encoder, texts, labels, args, progress=progress)
     head = training.head
 

@@ -13,7 +13,7 @@ import torch
 
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.intent_head import IntentHead
-from training.args import TrainingArguments
+from training.args import TrainingArguments, load_base_encoder
 from training.errors import TrainingError
 from training.intents import (
     GUARD_QUANTILE,
@@ -122,17 +122,15 @@ def test_fewer_layers_keep_the_base_encoders_first_layers() -> None:
     """``layers=2``: the encoder to fine-tune is the base model's first two layers (its
     output is the full model's hidden state after layer 2), and the config says so; more
     layers than the base has is a training error that names the setting."""
-    import torch
-
     full = Encoder(base_model_path())
-    cut = TrainingArguments(layers=2).base_encoder(None, "cpu")
+    cut = load_base_encoder(None, "cpu", 128, layers=2)
     assert len(cut.model.encoder.layer) == cut.model.config.num_hidden_layers == 2
     features = full.tokenize(["where is my parcel", "I forgot my password"])
     with torch.inference_mode():
         after_two = full.model(**features, output_hidden_states=True).hidden_states[2]
         torch.testing.assert_close(cut.model(**features).last_hidden_state, after_two)
     with pytest.raises(TrainingError, match="layers=7: the encoder has 6 layers"):
-        TrainingArguments(layers=7).base_encoder(None, "cpu")
+        load_base_encoder(None, "cpu", 128, layers=7)
 
 
 def test_validation_carve_out_is_stratified_and_seeded() -> None:
