@@ -127,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--if-stale",
         action="store_true",
-        help="train only when there is no current model or the bot changed",
+        help="train only when there is no current model, or the bot or these training "
+        "options differ from the current model's",
     )
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(run=_train)
@@ -474,14 +475,14 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     registry = Registry(settings.models_dir)
-    if args.if_stale and not is_stale(settings.bot, registry):
-        print(f"model {registry.current_version()} in {registry.root} is up to date")
-        return 0
     targs = TrainingArguments(
         device=args.device, context=args.context, soup=args.soup, layers=args.layers
     )
     if args.epochs is not None:
         targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
+    if args.if_stale and not is_stale(settings.bot, registry, targs):
+        print(f"model {registry.current_version()} in {registry.root} is up to date")
+        return 0
     result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)
     _print_problems(
         [

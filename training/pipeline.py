@@ -8,10 +8,11 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bot.definition import load_bot
 from retrieval import bundle as bundle_files
@@ -47,9 +48,10 @@ def bot_digest(bot_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def is_stale(bot_dir: Path, registry: Registry) -> bool:
+def is_stale(bot_dir: Path, registry: Registry, args: TrainingArguments | None = None) -> bool:
     """True when there is no current model, it was trained from another bot folder state,
-    or it is in an older bundle format."""
+    it is in an older bundle format, or (given ``args``) it was trained with other training
+    arguments than these (the device aside: it does not change the model)."""
     current = registry.current_path()
     if current is None:
         return True
@@ -59,7 +61,20 @@ def is_stale(bot_dir: Path, registry: Registry) -> bool:
         return True
     if manifest.get("format") != bundle_files.FORMAT:
         return True  # trained by an older Frontdesk: this one cannot load it
-    return bool(manifest.get("bot_digest") != bot_digest(bot_dir))
+    if manifest.get("bot_digest") != bot_digest(bot_dir):
+        return True
+    return args is not None and _trained_otherwise(manifest.get("training_args") or {}, args)
+
+
+def _trained_otherwise(saved: Mapping[str, Any], args: TrainingArguments) -> bool:
+    """Whether ``args`` asks for another model than the manifest's ``saved`` arguments
+    describe; an argument a bundle predates counts as its default."""
+    defaults = TrainingArguments()
+    return any(
+        saved.get(f.name, getattr(defaults, f.name)) != getattr(args, f.name)
+        for f in fields(TrainingArguments)
+        if f.name != "device"
+    )
 
 
 @dataclass(frozen=True)

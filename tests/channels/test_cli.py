@@ -51,7 +51,8 @@ def test_train_json_then_chat(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert result["indexed_turns"] == 1 and result["log_problems"] == 1
     assert "dialogues.jsonl:2: not valid JSON" in captured.err
 
-    assert main(["train", "--bot", str(bot), "--home", str(home), "--if-stale"]) == 0
+    again = ["train", "--bot", str(bot), "--home", str(home), "--if-stale", "--epochs", "3"]
+    assert main(again) == 0
     assert "up to date" in capsys.readouterr().out
 
     chat = subprocess.run(
@@ -66,6 +67,10 @@ def test_train_json_then_chat(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert chat.returncode == 0, chat.stderr
     assert "bot> Hello from tiny!" in chat.stdout
     assert "bot> We are open 9 to 5." in chat.stdout
+
+    # other training options than the current model's: stale, so it trains
+    assert main([*again, "--layers", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == "v0002"
 
 
 def test_bad_bot_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,33 @@ def test_staleness_follows_the_bot_folder(shop_home: Path, shop_copy: Path) -> N
     (shop_copy / "bot.yml").write_text((shop_copy / "bot.yml").read_text() + "\n# edited\n")
     assert is_stale(shop_copy, registry)
     assert is_stale(SHOP, Registry(shop_copy / "no-models"))
+
+
+def test_staleness_follows_the_training_options(shop_home: Path, tmp_path: Path) -> None:
+    """Given the options `frontdesk train` was asked for, the model is stale when it was
+    trained with others (`--layers`, `--context`, ...), not when only the device differs;
+    an option a bundle predates counts as its default."""
+    from training.args import TrainingArguments
+
+    registry = Registry(shop_home / "models")
+    asked = TrainingArguments(epochs=4)  # what the fixture trained with
+    assert not is_stale(SHOP, registry, asked)
+    assert not is_stale(SHOP, registry, replace(asked, device="cpu"))
+    assert is_stale(SHOP, registry, replace(asked, layers=3))
+    assert is_stale(SHOP, registry, replace(asked, context="fused"))
+    assert is_stale(SHOP, registry, TrainingArguments())  # auto epochs, not 4
+
+    source = registry.current_path()
+    assert source is not None
+    older = Registry(tmp_path / "models")
+    staged = tmp_path / "models" / ".staging"
+    shutil.copytree(source, staged)
+    manifest = json.loads((staged / MANIFEST).read_text())
+    del manifest["training_args"]["layers"]
+    (staged / MANIFEST).write_text(json.dumps(manifest))
+    older.publish(staged)
+    assert not is_stale(SHOP, older, asked)
+    assert is_stale(SHOP, older, replace(asked, layers=4))
 
 
 def test_broken_bundle_is_refused(shop_home: Path, tmp_path: Path) -> None:
