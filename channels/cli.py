@@ -12,13 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from bot.errors import BotError
 from channels.errors import ChannelError
 from channels.settings import DATABASE_FILE, Settings
+
+if TYPE_CHECKING:
+    from training.args import TrainingArguments
 
 CONTEXT_HELP = (
     "how the dialogue index reads a conversation's last turns: joint (one encoder sequence, "
@@ -65,8 +68,8 @@ def _whole_number(text: str, minimum: int) -> int:
     return value
 
 
-def _models(text: str) -> int:
-    """An argparse type: how many models a soup averages, >= 1."""
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1 (models in a soup, encoder layers)."""
     return _whole_number(text, 1)
 
 
@@ -74,11 +77,6 @@ SOUP_HELP = (
     "average N intent models trained with different seeds into one (same serving cost, N "
     "times the training; default 1; BENCHMARKS.md)"
 )
-
-
-def _layers(text: str) -> int:
-    """An argparse type: how many of the encoder's layers to keep, >= 1."""
-    return _whole_number(text, 1)
 
 
 LAYERS_HELP = (
@@ -121,8 +119,8 @@ def _parser() -> argparse.ArgumentParser:
         "encoder with each intent's centroid, a quick first model)",
     )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    train.add_argument("--soup", type=_models, default=1, metavar="N", help=SOUP_HELP)
-    train.add_argument("--layers", type=_layers, metavar="N", help=LAYERS_HELP)
+    train.add_argument("--soup", type=_at_least_one, default=1, metavar="N", help=SOUP_HELP)
+    train.add_argument("--layers", type=_at_least_one, metavar="N", help=LAYERS_HELP)
     train.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
     train.add_argument(
         "--if-stale",
@@ -158,8 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     itrain.add_argument("--out", type=Path, required=True, help="model folder to write")
     itrain.add_argument("--valid", type=Path, help="validation rows (default: carved out)")
     itrain.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    itrain.add_argument("--soup", type=_models, default=1, metavar="N", help=SOUP_HELP)
-    itrain.add_argument("--layers", type=_layers, metavar="N", help=LAYERS_HELP)
+    itrain.add_argument("--soup", type=_at_least_one, default=1, metavar="N", help=SOUP_HELP)
+    itrain.add_argument("--layers", type=_at_least_one, metavar="N", help=LAYERS_HELP)
     itrain.add_argument("--epochs", type=_epochs, help=argparse.SUPPRESS)
     itrain.add_argument("--json", action="store_true", help="print the result as JSON")
     itrain.set_defaults(run=_intents_train)
@@ -400,18 +398,29 @@ def _dialogues_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _intents_train(args: argparse.Namespace) -> int:
+def _training_arguments(args: argparse.Namespace, **extra: Any) -> TrainingArguments:
+    """The training options both `train` commands share, from their flags."""
     from training.args import TrainingArguments
-    from training.intent_model import train_intent_model
 
-    overrides: dict[str, Any] = {"device": args.device, "soup": args.soup, "layers": args.layers}
+    overrides: dict[str, Any] = {
+        "device": args.device,
+        "soup": args.soup,
+        "layers": args.layers,
+        **extra,
+    }
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    return TrainingArguments(**overrides)
+
+
+def _intents_train(args: argparse.Namespace) -> int:
+    from training.intent_model import train_intent_model
+
     result = train_intent_model(
         args.train,
         args.out,
         valid=args.valid,
-        args=TrainingArguments(**overrides),
+        args=_training_arguments(args),
         progress=not args.json,
     )
     _print_problems([str(p) for p in result.problems])
@@ -470,16 +479,11 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 def _train(args: argparse.Namespace) -> int:
     from retrieval.registry import Registry
-    from training.args import TrainingArguments
     from training.pipeline import is_stale, train_bot
 
     settings = _settings(args)
     registry = Registry(settings.models_dir)
-    targs = TrainingArguments(
-        device=args.device, context=args.context, soup=args.soup, layers=args.layers
-    )
-    if args.epochs is not None:
-        targs = TrainingArguments(**{**asdict(targs), "epochs": args.epochs})
+    targs = _training_arguments(args, context=args.context)
     if args.if_stale and not is_stale(settings.bot, registry, targs):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
         return 0

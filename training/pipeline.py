@@ -69,9 +69,8 @@ def is_stale(bot_dir: Path, registry: Registry, args: TrainingArguments | None =
 def _trained_otherwise(saved: Mapping[str, Any], args: TrainingArguments) -> bool:
     """Whether ``args`` asks for another model than the manifest's ``saved`` arguments
     describe; an argument a bundle predates counts as its default."""
-    defaults = TrainingArguments()
     return any(
-        saved.get(f.name, getattr(defaults, f.name)) != getattr(args, f.name)
+        saved.get(f.name, f.default) != getattr(args, f.name)
         for f in fields(TrainingArguments)
         if f.name != "device"
     )
