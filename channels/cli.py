@@ -125,8 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--if-stale",
         action="store_true",
-        help="train only when there is no current model, or the bot or these training "
-        "options differ from the current model's",
+        help="train only when there is no current model, or the bot, the chat logs' "
+        "contents or these training options differ from the current model's",
     )
     train.add_argument("--json", action="store_true", help="print the result as JSON")
     train.set_defaults(run=_train)
@@ -484,7 +484,7 @@ def _train(args: argparse.Namespace) -> int:
     settings = _settings(args)
     registry = Registry(settings.models_dir)
     targs = _training_arguments(args, context=args.context)
-    if args.if_stale and not is_stale(settings.bot, registry, targs):
+    if args.if_stale and not is_stale(settings.bot, registry, targs, args.logs):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
         return 0
     result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)

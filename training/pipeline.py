@@ -48,10 +48,31 @@ def bot_digest(bot_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def is_stale(bot_dir: Path, registry: Registry, args: TrainingArguments | None = None) -> bool:
+def logs_digest(sources: Sequence[Path]) -> str:
+    """Fingerprint of the chat logs a dialogue index is built from, in the order given: each
+    file's bytes, or each file under a folder (sorted by its path inside it)."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(b"source\0")
+        files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
+        for path in files:
+            name = path.relative_to(source).as_posix() if path != source else ""
+            content = path.read_bytes() if path.is_file() else b"missing"
+            digest.update(f"{name}\0{len(content)}\0".encode() + content)
+    return digest.hexdigest()
+
+
+def is_stale(
+    bot_dir: Path,
+    registry: Registry,
+    args: TrainingArguments | None = None,
+    logs: Sequence[Path] | None = None,
+) -> bool:
     """True when there is no current model, it was trained from another bot folder state,
-    it is in an older bundle format, or (given ``args``) it was trained with other training
-    arguments than these (the device aside: it does not change the model)."""
+    it is in an older bundle format, its dialogue index was built from other chat logs than
+    ``logs`` (default: the bot folder's ``dialogues.jsonl``) hold now, or (given ``args``)
+    it was trained with other training arguments than these (the device aside: it does not
+    change the model)."""
     current = registry.current_path()
     if current is None:
         return True
@@ -62,6 +83,12 @@ def is_stale(bot_dir: Path, registry: Registry, args: TrainingArguments | None =
     if manifest.get("format") != bundle_files.FORMAT:
         return True  # trained by an older Frontdesk: this one cannot load it
     if manifest.get("bot_digest") != bot_digest(bot_dir):
+        return True
+    saved_logs = manifest.get("logs_digest")
+    if saved_logs is None:  # a bundle from before logs were fingerprinted
+        if logs is not None:
+            return True  # cannot tell what it was indexed from
+    elif saved_logs != logs_digest(_default_logs(bot_dir) if logs is None else logs):
         return True
     return args is not None and _trained_otherwise(manifest.get("training_args") or {}, args)
 
@@ -108,6 +135,7 @@ def train_bot(
     head = training.head
 
     sources = list(logs) if logs is not None else _default_logs(bot_dir)
+    digest = logs_digest(sources)  # before reading: a log that grows meanwhile retrains next time
     problems: list[ReadProblem] = []
     chat_logs: list[ChatLog] = []
     for source in sources:
@@ -137,6 +165,7 @@ def train_bot(
             "examples": len(texts),
             "indexed_turns": len(index),
             "dialogue_sources": [str(s) for s in sources],
+            "logs_digest": digest,
             "device": device,
             "precision": resolved_precision(args.precision, device),
             "training_args": asdict(args),

@@ -91,6 +91,12 @@ def test_export_writes_chat_logs_and_tagged_rows_for_retraining(
             ["my lamp arrived broken", "damaged_item"],
         ]
 
+    # the same store exports the same bytes, so `train --if-stale --logs` does not retrain
+    first = out.read_bytes()
+    assert main(args) == 0
+    capsys.readouterr()
+    assert out.read_bytes() == first
+
     # a blank message is left out (the reader would refuse the whole conversation for it)
     assert [t.text for t in by_id[ids["old"]].turns] == ["hi"]
 

@@ -72,6 +72,25 @@ def test_train_json_then_chat(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main([*again, "--layers", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["version"] == "v0002"
 
+    # a nightly export: the same conversations are the same logs, wherever they lie; once
+    # the export has grown, the model is stale and trains, then it is current again
+    export = tmp_path / "export.jsonl"
+    export.write_text((bot / "dialogues.jsonl").read_text())
+    nightly = [*again, "--layers", "2", "--logs", str(export)]
+    assert main(nightly) == 0
+    assert "model v0002" in capsys.readouterr().out
+    with export.open("a") as out:
+        out.write(
+            '{"id": "d2", "started_at": "2026-01-02T10:00:00Z", "turns": ['
+            '{"role": "customer", "text": "can I pay by card"}, '
+            '{"role": "agent", "text": "Yes, every major card."}]}\n'
+        )
+    assert main([*nightly, "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["version"] == "v0003" and trained["indexed_turns"] == 2
+    assert main(nightly) == 0
+    assert "model v0003" in capsys.readouterr().out
+
 
 def test_bad_bot_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A malformed bot.yml exits with status 2 and prints file:line and what was expected."""

@@ -17,7 +17,7 @@ from channels.runtime import load_current_bundle
 from retrieval.bundle import FORMAT, MANIFEST, Bundle
 from retrieval.errors import BundleError
 from retrieval.registry import Registry
-from training.pipeline import is_stale
+from training.pipeline import is_stale, logs_digest
 
 SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop"
 
@@ -91,6 +91,44 @@ def test_staleness_follows_the_training_options(shop_home: Path, tmp_path: Path)
     older.publish(staged)
     assert not is_stale(SHOP, older, asked)
     assert is_stale(SHOP, older, replace(asked, layers=4))
+
+
+def test_staleness_follows_the_chat_logs(shop_home: Path, tmp_path: Path) -> None:
+    """The model is stale once the chat logs it would be indexed from hold something else:
+    a log that grew, another log added; the same bytes elsewhere are the same logs. A bundle
+    from before logs were fingerprinted is current for the bot folder's own log only."""
+    registry = Registry(shop_home / "models")
+    default_log = SHOP / "dialogues.jsonl"
+    copy = tmp_path / "exported.jsonl"
+    shutil.copyfile(default_log, copy)
+    assert not is_stale(SHOP, registry, logs=[default_log])
+    assert not is_stale(SHOP, registry, logs=[copy])
+    assert is_stale(SHOP, registry, logs=[default_log, copy])
+    assert is_stale(SHOP, registry, logs=[])
+    with copy.open("a") as out:
+        out.write('{"id": "new-1", "turns": [{"role": "customer", "text": "hi"}]}\n')
+    assert is_stale(SHOP, registry, logs=[copy])
+
+    folder = tmp_path / "star"  # a folder of logs: every file in it counts
+    (folder / "dialogues").mkdir(parents=True)
+    (folder / "dialogues" / "1.json").write_text("{}")
+    first = logs_digest([folder])
+    (folder / "dialogues" / "2.json").write_text("{}")
+    second = logs_digest([folder])
+    (folder / "dialogues" / "2.json").write_text("[]")
+    assert len({first, second, logs_digest([folder])}) == 3
+
+    source = registry.current_path()
+    assert source is not None
+    older = Registry(tmp_path / "models")
+    staged = tmp_path / "models" / ".staging"
+    shutil.copytree(source, staged)
+    manifest = json.loads((staged / MANIFEST).read_text())
+    del manifest["logs_digest"]
+    (staged / MANIFEST).write_text(json.dumps(manifest))
+    older.publish(staged)
+    assert not is_stale(SHOP, older)
+    assert is_stale(SHOP, older, logs=[default_log])
 
 
 def test_broken_bundle_is_refused(shop_home: Path, tmp_path: Path) -> None:
