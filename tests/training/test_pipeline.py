@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,23 @@ def test_one_pass_serves_intents_oos_and_retrieval(shop_bundle: Bundle) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def _republished(
+    registry: Registry, folder: Path, edit: Callable[[dict[str, Any]], None]
+) -> Registry:
+    """A registry in ``folder`` whose current bundle is ``registry``'s with its manifest
+    edited by ``edit`` (what an older Frontdesk would have written)."""
+    source = registry.current_path()
+    assert source is not None
+    older = Registry(folder)
+    staged = folder / ".staging"
+    shutil.copytree(source, staged)
+    manifest = json.loads((staged / MANIFEST).read_text())
+    edit(manifest)
+    (staged / MANIFEST).write_text(json.dumps(manifest))
+    older.publish(staged)
+    return older
+
+
 def test_staleness_follows_the_bot_folder(shop_home: Path, shop_copy: Path) -> None:
     """The model is current for the folder it was trained on, stale once bot.yml changes."""
     registry = Registry(shop_home / "models")
@@ -80,15 +98,7 @@ def test_staleness_follows_the_training_options(shop_home: Path, tmp_path: Path)
     assert is_stale(SHOP, registry, replace(asked, context="fused"))
     assert is_stale(SHOP, registry, TrainingArguments())  # auto epochs, not 4
 
-    source = registry.current_path()
-    assert source is not None
-    older = Registry(tmp_path / "models")
-    staged = tmp_path / "models" / ".staging"
-    shutil.copytree(source, staged)
-    manifest = json.loads((staged / MANIFEST).read_text())
-    del manifest["training_args"]["layers"]
-    (staged / MANIFEST).write_text(json.dumps(manifest))
-    older.publish(staged)
+    older = _republished(registry, tmp_path / "models", lambda m: m["training_args"].pop("layers"))
     assert not is_stale(SHOP, older, asked)
     assert is_stale(SHOP, older, replace(asked, layers=4))
 
@@ -118,15 +128,7 @@ def test_staleness_follows_the_chat_logs(shop_home: Path, tmp_path: Path) -> Non
     (folder / "dialogues" / "2.json").write_text("[]")
     assert len({first, second, logs_digest([folder])}) == 3
 
-    source = registry.current_path()
-    assert source is not None
-    older = Registry(tmp_path / "models")
-    staged = tmp_path / "models" / ".staging"
-    shutil.copytree(source, staged)
-    manifest = json.loads((staged / MANIFEST).read_text())
-    del manifest["logs_digest"]
-    (staged / MANIFEST).write_text(json.dumps(manifest))
-    older.publish(staged)
+    older = _republished(registry, tmp_path / "models", lambda m: m.pop("logs_digest"))
     assert not is_stale(SHOP, older)
     assert is_stale(SHOP, older, logs=[default_log])
 
@@ -179,18 +181,12 @@ def test_head_round_trips(shop_bundle: Any, tmp_path: Path) -> None:
 
 def test_a_model_in_an_older_bundle_format_is_stale(shop_home: Path, tmp_path: Path) -> None:
     """`make demo` retrains (instead of failing to serve) after an upgrade of the format."""
-    source = Registry(shop_home / "models").current_path()
-    assert source is not None
-    registry = Registry(tmp_path / "models")
-    staged = tmp_path / "models" / ".staging"
-    shutil.copytree(source, staged)
-    manifest = json.loads((staged / MANIFEST).read_text())
-    manifest["format"] = 1
-    (staged / MANIFEST).write_text(json.dumps(manifest))
-    registry.publish(staged)
+    registry = _republished(
+        Registry(shop_home / "models"), tmp_path / "models", lambda m: m.update(format=1)
+    )
     assert is_stale(SHOP, registry)
-    manifest["format"] = FORMAT
-    (registry.current_path() / MANIFEST).write_text(json.dumps(manifest))  # type: ignore[operator]
+    written = registry.current_path() / MANIFEST  # type: ignore[operator]
+    written.write_text(written.read_text().replace('"format": 1', f'"format": {FORMAT}'))
     assert not is_stale(SHOP, registry)
 
 
