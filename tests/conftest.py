@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import uuid
@@ -63,10 +64,10 @@ def redis_url() -> str:
     return REDIS
 
 
-@pytest.fixture(scope="session")
-async def postgres_database() -> AsyncIterator[str]:
-    """A private database on the PostgreSQL test server (FRONTDESK_TEST_POSTGRES) for this
-    run, dropped at its end: concurrent runs against one server do not see each other."""
+@contextlib.asynccontextmanager
+async def private_postgres() -> AsyncIterator[str]:
+    """A new database on the PostgreSQL test server (FRONTDESK_TEST_POSTGRES), dropped when
+    the block ends: concurrent runs against one server do not see each other."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
@@ -89,8 +90,16 @@ async def postgres_database() -> AsyncIterator[str]:
         yield make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
     finally:
         async with admin.connect() as conn:
+            await conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
             await conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+@pytest.fixture(scope="session")
+async def postgres_database() -> AsyncIterator[str]:
+    """This run's private PostgreSQL database, shared by the session's tests."""
+    async with private_postgres() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

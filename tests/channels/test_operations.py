@@ -87,6 +87,50 @@ async def test_openapi_lists_the_http_channels(server: str, client: httpx.AsyncC
     assert ready["store"] is True and ready["model"]
 
 
+async def test_readyz_is_503_while_the_store_is_unreachable(
+    tmp_path: Path, shop_home: Path, shop_bundle: Any, client: httpx.AsyncClient
+) -> None:
+    """A load balancer takes a replica out while its database refuses connections and puts it
+    back once the database is there again; the server itself stays up and says which part
+    is missing."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tests.conftest import POSTGRES, private_postgres
+
+    async with private_postgres() as url:
+        name = make_url(url).database
+        admin = create_async_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+
+        async def allow(yes: bool) -> None:
+            async with admin.connect() as conn:
+                await conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {yes}'))
+                if not yes:  # and drop the server's open connections
+                    await conn.execute(
+                        sa.text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            f"WHERE datname = '{name}'"
+                        )
+                    )
+
+        settings = Settings(home=shop_home, bot=Path("examples/shop"), database_url=url)
+        try:
+            with running_server(settings, model=shop_bundle) as server:
+                ready = await client.get(f"http://{server}/readyz")
+                assert ready.status_code == 200 and ready.json()["store"] is True
+                await allow(False)
+                down = await client.get(f"http://{server}/readyz")
+                assert down.status_code == 503
+                assert down.json() == {"model": ready.json()["model"], "store": False}
+                assert (await client.get(f"http://{server}/healthz")).status_code == 200
+                await allow(True)
+                again = await client.get(f"http://{server}/readyz")
+                assert again.status_code == 200 and again.json()["store"] is True
+        finally:
+            await admin.dispose()
+
+
 async def test_large_bodies_are_refused_declared_or_streamed(
     server: str, client: httpx.AsyncClient
 ) -> None:
@@ -182,6 +226,49 @@ async def test_a_client_that_does_not_read_is_closed_not_buffered_forever() -> N
     assert ws.closed is not None and ws.closed[0] == CloseCode.SLOW_CLIENT
     assert connection.outbox.qsize() <= SEND_QUEUE
     writer.cancel()
+
+
+async def test_a_served_message_logs_with_its_own_conversation_id(
+    settings: Settings, shop_bundle: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through a real server: when answering a widget message fails, the JSON log line says
+    which conversation it was (set where the service starts answering), and no line names
+    the other open conversation."""
+
+    class Failing:
+        """The demo bundle, except that it fails on one word."""
+
+        version = "failing"
+
+        def analyze(self, texts: list[str], contexts: Any = None, k: int = 5) -> Any:
+            if any("explode" in text for text in texts):
+                raise RuntimeError("the encoder is on fire")
+            return shop_bundle.analyze(texts, contexts, k)
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("json", logging.INFO)
+        with running_server(settings, model=Failing()) as server:
+            (calm, calm_welcome), (doomed, doomed_welcome) = await asyncio.gather(
+                hello(server), hello(server)
+            )
+            # one after the other: a failed pass fails every message in it
+            assert (
+                "working days"
+                in (await ask(calm, "c1", "how long does delivery take?"))[-1]["text"]
+            )
+            assert (await ask(doomed, "d1", "please explode"))[-1]["role"] == "bot"  # an apology
+            await calm.close()
+            await doomed.close()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    failed = [line for line in lines if line["message"].startswith("answering seq 1 ")]
+    assert failed, lines
+    assert {line["conversation_id"] for line in failed} == {doomed_welcome["conversation_id"]}
+    assert calm_welcome["conversation_id"] not in {line["conversation_id"] for line in lines}
 
 
 def test_json_logs_carry_the_conversation_id(capsys: pytest.CaptureFixture[str]) -> None:

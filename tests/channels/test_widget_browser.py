@@ -108,6 +108,20 @@ async def assert_no_duplicates(page: Any) -> None:
     assert [int(s) for s in seqs] == sorted(int(s) for s in seqs), seqs
 
 
+async def ask_then_stop(page: Any, settings: Settings, model: Any, port: int) -> None:
+    """Serve on ``port``, open the demo page, get an answer, and stop the server."""
+    from playwright.async_api import expect
+
+    with ExitStack() as stack:
+        await asyncio.to_thread(stack.enter_context, running_server(settings, model, port=port))
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await send(page, "where is my order 1042?")
+        log = page.get_by_role("log")
+        await expect(log).to_contain_text("JD014600006281734", timeout=ANSWER_S)
+        await expect(page.locator(".fd-conn")).to_have_text("online")
+        await asyncio.to_thread(stack.close)  # the server stops
+
+
 async def test_chat_reload_and_text_only_rendering(server: str, page: Any, artifacts: Path) -> None:
     """Chat, see the action's answer, reload and keep the history once; markup stays text."""
     from playwright.async_api import expect
@@ -146,20 +160,10 @@ async def test_reconnects_after_server_restart_and_loses_nothing(
     from playwright.async_api import expect
 
     port = free_port()
-    address = f"127.0.0.1:{port}"
     log = page.get_by_role("log")
     status = page.locator(".fd-conn")
 
-    with ExitStack() as stack:
-        await asyncio.to_thread(
-            stack.enter_context, running_server(settings, model=shop_bundle, port=port)
-        )
-        await page.goto(f"http://{address}/")
-        await send(page, "where is my order 1042?")
-        await expect(log).to_contain_text("JD014600006281734", timeout=ANSWER_S)
-        await expect(status).to_have_text("online")
-        await asyncio.to_thread(stack.close)  # the server stops
-
+    await ask_then_stop(page, settings, shop_bundle, port)
     await expect(status).to_contain_text("reconnecting")
     await send(page, "how long does delivery take?")  # typed while the server is down
     await expect(log.locator(".fd-pending")).to_have_count(1)
@@ -184,6 +188,80 @@ async def test_reconnects_after_server_restart_and_loses_nothing(
         await page.reload()  # the store has all of it, each once
         await expect(log.locator(".fd-bot")).to_have_count(4, timeout=ANSWER_S)
         await expect(log.locator(".fd-customer")).to_have_count(3)
+        await assert_no_duplicates(page)
+        await asyncio.to_thread(stack.close)
+
+
+async def test_reconnect_asks_for_what_it_missed_and_gets_only_that(
+    settings: Settings, shop_bundle: Any, page: Any
+) -> None:
+    """An agent answers while the widget is disconnected (the answer reaches the store
+    only): on reconnect the widget's `hello` names the last seq it showed, the server
+    replays only what came after it, and the agent's answer shows once."""
+    from datetime import UTC, datetime
+
+    from playwright.async_api import expect
+
+    from bot.types import Role
+    from channels.store import Store
+
+    port = free_port()
+    log = page.get_by_role("log")
+    status = page.locator(".fd-conn")
+    sent: list[dict[str, Any]] = []  # hello frames, in order
+    received: list[dict[str, Any]] = []  # conversation events since the last hello
+
+    def watch(ws: Any) -> None:
+        def on_sent(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") == "hello":
+                sent.append(frame)
+                received.clear()
+
+        def on_received(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") in {"message", "status"}:
+                received.append(frame)
+
+        ws.on("framesent", on_sent)
+        ws.on("framereceived", on_received)
+
+    page.on("websocket", watch)
+    await ask_then_stop(page, settings, shop_bundle, port)
+    await expect(status).to_contain_text("reconnecting")
+    shown = max(
+        int(n)
+        for n in await log.locator("[data-seq]").evaluate_all("ns => ns.map(n => n.dataset.seq)")
+    )
+    conversation_id = sent[0].get("conversation_id") or await page.evaluate(
+        "Object.entries(localStorage).map(([k, v]) => JSON.parse(v).conversation_id).find(Boolean)"
+    )
+
+    store = await Store.open(settings.database_url)
+    try:
+        stored = await store.events_after(conversation_id, 0)
+        assert stored[-1].seq == shown  # the widget showed everything up to here
+        missed = await store.append_event(
+            conversation_id,
+            kind="message",
+            role=Role.AGENT,
+            text="Agent here: order 1042 leaves the warehouse today.",
+            payload={},
+            now=datetime.now(UTC),
+        )
+    finally:
+        await store.close()
+
+    with ExitStack() as stack:
+        await asyncio.to_thread(
+            stack.enter_context, running_server(settings, model=shop_bundle, port=port)
+        )
+        await expect(status).to_have_text("online", timeout=ANSWER_S)
+        await expect(log).to_contain_text("leaves the warehouse today", timeout=ANSWER_S)
+        hello = sent[-1]
+        assert hello["conversation_id"] == conversation_id and hello["last_seq"] == shown
+        assert [f["seq"] for f in received] == [missed.seq]
+        await expect(log.locator(".fd-agent")).to_have_count(1)
         await assert_no_duplicates(page)
         await asyncio.to_thread(stack.close)
 
