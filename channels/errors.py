@@ -15,8 +15,6 @@ class CloseCode(IntEnum):
     SERVER_ERROR = 1011
     BAD_TOKEN = 4401
     """``hello`` named a conversation with a missing or wrong token."""
-    NOT_READY = 4503
-    """No model bundle is loaded yet."""
     FLOODING = 4429
     """More messages than the rate limit allows."""
     TOO_MANY_CONNECTIONS = 4430

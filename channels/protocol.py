@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -11,7 +12,37 @@ from channels.errors import BadFrame
 from channels.store import StoredEvent
 
 CLIENT_ID_MAX = 64
+SEEN_WINDOW = 1024
+"""How many of the newest sequence numbers a connection remembers having delivered."""
 ClientId = Annotated[str, StringConstraints(min_length=1, max_length=CLIENT_ID_MAX)]
+
+
+class RecentSeqs:
+    """The sequence numbers last delivered on one connection, at most ``size`` of them: an
+    event that comes twice (a replay overlapping the live feed, an answer the bus carries
+    too) is delivered once, and a long conversation does not grow the memory without bound
+    (the copies of one event arrive close together)."""
+
+    __slots__ = ("_seen", "size")
+
+    def __init__(self, size: int = SEEN_WINDOW) -> None:
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self.size = size
+
+    def claim(self, seq: int) -> bool:
+        """True the first time ``seq`` is claimed (while it is among the newest ``size``)."""
+        if seq in self._seen:
+            return False
+        self._seen[seq] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+    def clear(self) -> None:
+        self._seen.clear()
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 class _Frame(BaseModel):

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -60,8 +60,6 @@ BOT_UTTERED = "bot_uttered"
 ERROR_EVENT = "frontdesk_error"
 SPOKEN_ROLES = frozenset({"bot", "agent"})
 """Roles whose messages reach the customer as ``bot_uttered``."""
-EMITTED_WINDOW = 1024
-"""How many recent sequence numbers a room remembers having emitted."""
 
 M = TypeVar("M", bound=BaseModel)
 SessionId = Annotated[str, StringConstraints(min_length=1, max_length=EXTERNAL_ID_MAX_CHARS)]
@@ -114,22 +112,13 @@ class _Room:
     forwarder: asyncio.Task[None] | None = None
     last_seq: int = 0
     """The newest sequence number seen: a replay after a bus overflow starts there."""
-    emitted: OrderedDict[int, None] = field(default_factory=OrderedDict)
+    emitted: protocol.RecentSeqs = field(default_factory=protocol.RecentSeqs)
     closed: bool = False
 
     @property
     def name(self) -> str:
         # prefixed: a session id must never name another socket's own room (its sid)
         return f"session:{self.session_id}"
-
-    def claim(self, seq: int) -> bool:
-        """True the first time ``seq`` is claimed for emission to this room."""
-        if seq in self.emitted:
-            return False
-        self.emitted[seq] = None
-        if len(self.emitted) > EMITTED_WINDOW:
-            self.emitted.popitem(last=False)
-        return True
 
     def unfollow(self) -> None:
         if self.subscription is not None:
@@ -320,7 +309,7 @@ class SocketIOChannel:
         return [protocol.event_frame(e) for e in events]
 
     async def _utter(self, room: _Room, seq: int, text: object, buttons: object) -> None:
-        if room.claim(seq):
+        if room.emitted.claim(seq):
             message = bot_uttered(text if isinstance(text, str) else None, buttons)
             await self.sio.emit(BOT_UTTERED, message, room=room.name)
 

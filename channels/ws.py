@@ -34,7 +34,7 @@ class Connection:
         self.runtime = runtime
         self.settings = runtime.settings
         self.outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(SEND_QUEUE)
-        self.sent: set[int] = set()
+        self.sent = protocol.RecentSeqs()
         self.conversation_id: str | None = None
         self.subscription: Subscription | None = None
         self.arrivals: deque[float] = deque()
@@ -127,7 +127,7 @@ class Connection:
             raise BadFrame("message: send a `hello` frame first")
         service = self.runtime.service
         event, created = await service.accept(self.conversation_id, frame.client_id, frame.text)
-        self.sent.add(event.seq)  # the ack stands for the message itself
+        self.sent.claim(event.seq)  # the ack stands for the message itself
         await self.outbox.put(protocol.ack(frame.client_id, event.seq))
         if created:
             service.respond_later(event)
@@ -172,10 +172,9 @@ class Connection:
             if frame is None:
                 return
             seq = frame.get("seq")
-            if frame["type"] in {"message", "status"} and isinstance(seq, int):
-                if seq in self.sent:
-                    continue
-                self.sent.add(seq)
+            event = frame["type"] in {"message", "status"}
+            if event and isinstance(seq, int) and not self.sent.claim(seq):
+                continue  # already delivered
             await self.ws.send_json(frame)
 
     def _flooding(self) -> bool:

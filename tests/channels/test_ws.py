@@ -331,3 +331,19 @@ async def test_replay_pages_through_more_events_than_one_page(
     seqs = [f["seq"] for f in replayed]
     assert seqs == list(range(1, welcome2["seq"] + 1))
     assert len(seqs) >= 6
+
+
+def test_a_connection_remembers_a_bounded_window_of_delivered_seqs() -> None:
+    """Each event is delivered once per connection, and what a connection remembers for that
+    stays at the newest SEEN_WINDOW sequence numbers however long the conversation runs."""
+    from channels.protocol import SEEN_WINDOW, RecentSeqs
+
+    seen = RecentSeqs()
+    assert seen.claim(1) and not seen.claim(1)
+    for seq in range(2, 5 * SEEN_WINDOW):
+        assert seen.claim(seq)
+        assert not seen.claim(seq)  # the live copy after the replayed one
+    assert len(seen) == SEEN_WINDOW
+    assert not seen.claim(5 * SEEN_WINDOW - 1)  # the newest are still known
+    seen.clear()
+    assert seen.claim(5 * SEEN_WINDOW - 1)
