@@ -32,7 +32,7 @@ FRONTDESK = [sys.executable, "-m", "channels.cli"]
 def read_csv(path: Path) -> tuple[list[str], list[str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return [r["text"] for r in rows], [r["category"] for r in rows]
+    return [r["text"] for r in rows], [r.get("category") or r["intent"] for r in rows]
 
 
 def frozen_baseline(train: Path, test: Path) -> dict[str, float]:
@@ -91,6 +91,32 @@ def train_variant(train: Path, out: Path, settings: list[str]) -> None:
     train_intent_model(train, out, args=TrainingArguments(**overrides))  # type: ignore[arg-type]
 
 
+def train_and_eval(train: Path, test: Path, model: Path, settings: list[str]) -> dict[str, object]:
+    """Train ``model`` on ``train`` (the stable command line, or with ``settings`` through
+    the library) and evaluate it on ``test`` with `frontdesk intents eval --json`."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    started = time.perf_counter()
+    if settings:
+        train_variant(train, model, settings)
+    else:
+        subprocess.run(
+            [*FRONTDESK, "intents", "train", "--train", str(train), "--out", str(model)],
+            check=True, env=env, cwd=ROOT,
+        )  # fmt: skip
+    train_seconds = time.perf_counter() - started
+    out = subprocess.run(
+        [*FRONTDESK, "intents", "eval", "--model", str(model), "--test", str(test), "--json"],
+        check=True, env=env, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    return {
+        "cpu_count": os.cpu_count(),
+        "variant": settings,
+        "train_seconds": round(train_seconds, 1),
+        "test": json.loads(out.stdout),
+        "manifest_history": json.loads((model / "manifest.json").read_text())["history"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "banking77")
@@ -99,34 +125,14 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--shots", type=int, help="rows of each intent to train on (all)")
     options = parser.parse_args()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     with tempfile.TemporaryDirectory(prefix="banking77-") as tmp:
         model = options.keep or Path(tmp) / "model"
         train = options.data / "train.csv"
         if options.shots:
             train = few_shot(train, options.shots, Path(tmp) / f"train-{options.shots}.csv")
-        started = time.perf_counter()
-        if options.set:
-            train_variant(train, model, options.set)
-        else:
-            subprocess.run(
-                [*FRONTDESK, "intents", "train", "--train", str(train),
-                 "--out", str(model)],
-                check=True, env=env, cwd=ROOT,
-            )  # fmt: skip
-        train_seconds = time.perf_counter() - started
-        out = subprocess.run(
-            [*FRONTDESK, "intents", "eval", "--model", str(model),
-             "--test", str(options.data / "test.csv"), "--json"],
-            check=True, env=env, cwd=ROOT, capture_output=True, text=True,
-        )  # fmt: skip
-        result: dict[str, object] = {
-            "cpu_count": os.cpu_count(),
-            "variant": options.set,
+        result = {
             "shots": options.shots,
-            "train_seconds": round(train_seconds, 1),
-            "test": json.loads(out.stdout),
-            "manifest_history": json.loads((model / "manifest.json").read_text())["history"],
+            **train_and_eval(train, options.data / "test.csv", model, options.set),
         }
         if not options.no_baseline:
             result["frozen_minilm_logreg"] = frozen_baseline(train, options.data / "test.csv")
