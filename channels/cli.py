@@ -115,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--epochs",
         type=_epochs,
-        help="fine-tuning epochs (default: from the data size; 0: no fine-tuning, the base "
-        "encoder with each intent's centroid, a quick first model)",
+        help="fine-tuning epochs (default: from the data size, and none below 25 examples "
+        "an intent; 0: no fine-tuning, a head fitted to the base encoder)",
     )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--soup", type=_at_least_one, default=1, metavar="N", help=SOUP_HELP)
@@ -430,7 +430,7 @@ def _intents_train(args: argparse.Namespace) -> int:
         print(
             f"trained {result.intents} intents from {result.train_rows} rows "
             f"({result.oos_rows} out-of-scope), validated on {result.valid_rows}, "
-            f"best epoch {result.best_epoch}, {result.seconds:.0f}s -> {result.path}"
+            f"{_tuning(result.best_epoch)}, {result.seconds:.0f}s -> {result.path}"
         )
     return 0
 
@@ -475,6 +475,12 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     if args.home is not None:
         overrides["home"] = args.home
     return Settings(**overrides)
+
+
+def _tuning(best_epoch: int) -> str:
+    if best_epoch:
+        return f"best epoch {best_epoch}"
+    return "encoder not fine-tuned (too few examples an intent, or --epochs 0)"
 
 
 def _train(args: argparse.Namespace) -> int:

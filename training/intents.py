@@ -214,6 +214,28 @@ def length_batches(
     return batches
 
 
+def probe_head(
+    class_vectors: torch.nn.Parameter,
+    embeddings: npt.NDArray[np.float32],
+    y: npt.NDArray[np.int64],
+    args: TrainingArguments,
+) -> None:
+    """Fit the class vectors (from the centroids) to the base encoder's embeddings (N, D)
+    of the training rows, full batch: a linear probe, the head of an encoder that is not
+    fine-tuned. Without label smoothing: fitted to convergence, its confidence tracked its
+    accuracy on held-out rows (BENCHMARKS.md)."""
+    emb = torch.tensor(embeddings, device=class_vectors.device)
+    target = torch.tensor(y, device=class_vectors.device)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.Adam([class_vectors], lr=args.probe_learning_rate)
+    for _ in range(args.probe_steps):
+        logits = emb @ (args.logit_scale * torch.nn.functional.normalize(class_vectors, dim=-1)).T
+        loss = loss_fn(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def train_intents(
     encoder: Encoder,
     texts: Sequence[str],
@@ -261,11 +283,13 @@ def train_intents(
     class_vectors = torch.nn.Parameter(
         torch.tensor(scoring.normalize(centroids), device=encoder.device)
     )
+    epochs = args.epochs_for(len(texts), len(names))
+    if epochs == 0 and args.probe_steps:
+        probe_head(class_vectors, base, y, args)
     model = encoder.model
     if args.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    epochs = args.epochs_for(len(texts))
     batch_size = args.batch_size_for(len(texts))
     steps_per_epoch = math.ceil(len(texts) / batch_size)
     total = max(1, steps_per_epoch * epochs)

@@ -159,6 +159,55 @@ def test_auto_epochs_and_batch_size_follow_the_data_size() -> None:
     assert args.epochs_for(10_000) == 4 and args.batch_size_for(10_000) == 32
     assert args.epochs_for(100_000) == 3
     assert TrainingArguments(epochs=2).epochs_for(300) == 2
+    # fewer than fine_tune_min_rows (25) rows an intent: the encoder is not fine-tuned ...
+    assert args.epochs_for(300, intents=20) == 0 and args.epochs_for(500, intents=20) == 10
+    # ... unless epochs are asked for, or the encoder is cut (it must learn to be shallow)
+    assert TrainingArguments(epochs=2).epochs_for(300, intents=20) == 2
+    assert TrainingArguments(layers=3).epochs_for(300, intents=20) == 10
+
+
+def test_few_rows_an_intent_keep_the_base_encoder_and_fit_the_head_to_it() -> None:
+    """With automatic epochs and a handful of rows an intent, no encoder weight moves; the
+    head is fitted to the base encoder's embeddings (it starts at the centroids and ends
+    surer of the right intents), and without probe steps it stays at the centroids."""
+    texts, labels = [t for t, _ in SIX_PER_INTENT], [y for _, y in SIX_PER_INTENT]
+    base = Encoder(base_model_path())
+    before = {k: v.clone() for k, v in base.model.state_dict().items()}
+    args = TrainingArguments(valid_fraction=0.3, seed=5)
+    probed = train_intents(base, texts, labels, args, progress=False)
+    assert probed.epochs == 0 and probed.best_epoch == 0 and probed.history == ()
+    after = base.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+    centroid = train_intents(
+        Encoder(base_model_path()), texts, labels, replace(args, probe_steps=0), progress=False
+    )
+    train_texts = [t for t in texts if t not in set(probed.valid_texts)]
+    emb = base.encode(train_texts)
+    truth = [labels[texts.index(t)] for t in train_texts]
+
+    def margin(head: IntentHead) -> float:
+        """Mean logit of the right intent over the best wrong one, on the training rows."""
+        logits = head.logits(emb)
+        right = np.asarray([head.labels.index(y) for y in truth])
+        rows = np.arange(len(truth))
+        wrong = logits.copy()
+        wrong[rows, right] = -np.inf
+        return float((logits[rows, right] - wrong.max(axis=1)).mean())
+
+    assert not np.allclose(probed.head.weight, centroid.head.weight)
+    assert margin(probed.head) > margin(centroid.head) + 1.0
+    probs, _ = probed.head.predict(emb)
+    assert [probed.head.intents[i] for i in probs.argmax(axis=1)] == truth
+
+    tuned = train_intents(
+        Encoder(base_model_path()),
+        texts,
+        labels,
+        replace(args, fine_tune_min_rows=2, epochs=None),
+        progress=False,
+    )
+    assert tuned.epochs == 10 and tuned.best_epoch >= 1  # enough rows for this setting
 
 
 def test_early_stopping_keeps_the_best_epoch() -> None:
