@@ -115,8 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--epochs",
         type=_epochs,
-        help="fine-tuning epochs (default: from the data size, and none below 25 examples "
-        "an intent; 0: no fine-tuning, a head fitted to the base encoder)",
+        help="fine-tuning epochs (default: from the data size, and none below 25 training "
+        "rows an intent; 0: no fine-tuning, the intent head fitted to the base encoder)",
     )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--soup", type=_at_least_one, default=1, metavar="N", help=SOUP_HELP)
@@ -144,7 +144,9 @@ def _parser() -> argparse.ArgumentParser:
     intents = sub.add_parser("intents", help="train and evaluate an intent classifier alone")
     isub = intents.add_subparsers(required=True, metavar="COMMAND")
     itrain = isub.add_parser(
-        "train", help="fine-tune, calibrate and export an intent model into a folder"
+        "train",
+        help="train (fine-tune, or with few rows an intent fit the head alone), calibrate "
+        "and export an intent model into a folder",
     )
     itrain.add_argument(
         "--train",
@@ -430,7 +432,8 @@ def _intents_train(args: argparse.Namespace) -> int:
         print(
             f"trained {result.intents} intents from {result.train_rows} rows "
             f"({result.oos_rows} out-of-scope), validated on {result.valid_rows}, "
-            f"{_tuning(result.best_epoch)}, {result.seconds:.0f}s -> {result.path}"
+            f"{_tuning(result.epochs, result.best_epoch)}, {result.seconds:.0f}s -> "
+            f"{result.path}"
         )
     return 0
 
@@ -477,10 +480,11 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return Settings(**overrides)
 
 
-def _tuning(best_epoch: int) -> str:
-    if best_epoch:
-        return f"best epoch {best_epoch}"
-    return "encoder not fine-tuned (too few examples an intent, or --epochs 0)"
+def _tuning(epochs: int, best_epoch: int | None = None) -> str:
+    """How the intent encoder was trained, for a ``train`` command's summary line."""
+    if epochs == 0:
+        return "encoder not fine-tuned, intent head fitted to it: few examples an intent"
+    return f"fine-tuned, best epoch {best_epoch}" if best_epoch else "fine-tuned"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -505,8 +509,8 @@ def _train(args: argparse.Namespace) -> int:
     else:
         print(
             f"trained {result.version}: {result.intents} intents from {result.examples} "
-            f"examples, {result.indexed_turns} dialogue turns indexed, "
-            f"{result.seconds:.0f}s -> {result.path}"
+            f"examples ({_tuning(result.epochs)}), {result.indexed_turns} dialogue turns "
+            f"indexed, {result.seconds:.0f}s -> {result.path}"
         )
     return 0
 

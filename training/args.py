@@ -46,10 +46,11 @@ class TrainingArguments:
     (0: no average)."""
     fine_tune_min_rows: int = 25
     """With automatic epochs, fine-tune the encoder only when the intents have at least
-    this many training rows each on average. With fewer (a new bot's handful of examples)
-    the base encoder is kept and only the head is fitted to it (:attr:`probe_steps`): on
-    Banking77 and Bitext at 10 and 20 rows per intent that was more accurate and far
-    better calibrated, at 50 and more fine-tuning was (BENCHMARKS.md)."""
+    this many training rows each on average (in-scope rows, after the validation
+    carve-out). With fewer (a new bot's handful of examples) the base encoder is kept and
+    only the head is fitted to it (:attr:`probe_steps`): on Banking77 and Bitext at 10
+    and 20 examples per intent that was more accurate, at 30 even, from 50 fine-tuning
+    won (BENCHMARKS.md)."""
     probe_steps: int = 1000
     """Full-batch steps fitting the head to the base encoder's embeddings when the encoder
     is not fine-tuned (0 epochs): a linear probe (0: each intent's centroid)."""
@@ -108,13 +109,16 @@ class TrainingArguments:
             shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in bad)
             raise ValueError(f"invalid training arguments: {shown}")
 
-    def epochs_for(self, rows: int, intents: int = 1) -> int:
-        """Fine-tuning epochs for ``rows`` training rows of ``intents`` intents: 0 (the
-        encoder as it is) below :attr:`fine_tune_min_rows` a intent, unless asked for."""
+    def epochs_for(self, rows: int, *, in_scope: tuple[int, int] | None = None) -> int:
+        """Fine-tuning epochs for ``rows`` training rows; given ``in_scope`` (its rows and
+        intents, ``oos`` left out), 0 (the encoder as it is) below
+        :attr:`fine_tune_min_rows` an intent, unless epochs are asked for."""
         if self.epochs is not None:
             return self.epochs
-        if self.layers is None and rows < self.fine_tune_min_rows * intents:
-            return 0  # a cut encoder (``layers``) is always fine-tuned: it needs to learn
+        if in_scope is not None and self.layers is None:  # a cut encoder must learn
+            in_rows, intents = in_scope
+            if in_rows < self.fine_tune_min_rows * intents:
+                return 0
         return min(10, max(3, round(self.examples_budget / max(1, rows))))
 
     def batch_size_for(self, rows: int) -> int:

@@ -40,6 +40,8 @@ class IntentModelResult:
     train_rows: int
     valid_rows: int
     oos_rows: int
+    epochs: int
+    """Fine-tuning epochs planned; 0: the encoder was kept, the head fitted to it."""
     best_epoch: int
     seconds: float
     valid_metrics: dict[str, float | int | None]
@@ -131,6 +133,7 @@ def train_intent_model(
         train_rows=training.train_rows,
         valid_rows=training.valid_rows,
         oos_rows=sum(1 for label in rows.labels if label == oos_label),
+        epochs=training.epochs,
         best_epoch=training.best_epoch,
         seconds=time.perf_counter() - started,
         valid_metrics=valid_metrics,

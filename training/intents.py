@@ -1,4 +1,5 @@
-"""Fine-tune the shared encoder with a cosine intent head, then calibrate it.
+"""Fine-tune the shared encoder with a cosine intent head (or, with few rows per intent, fit
+the head alone to the base encoder), then calibrate it.
 
 Full fine-tuning of the encoder and the class vectors together (class vectors start at the
 base encoder's class centroids), label smoothing, linear warm-up and decay, batches of
@@ -234,6 +235,7 @@ def probe_head(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    class_vectors.grad = None
 
 
 def train_intents(
@@ -247,7 +249,9 @@ def train_intents(
     oos_label: str = OOS_LABEL,
     progress: bool = True,
 ) -> IntentTraining:
-    """Fine-tune ``encoder`` in place on (text, intent) rows; return the calibrated head.
+    """Fine-tune ``encoder`` in place on (text, intent) rows, or leave it as it is and fit
+    the head alone when there are few rows per intent (``fine_tune_min_rows``); return the
+    calibrated head.
 
     Without ``valid_*`` a stratified validation set is carved out of the training rows.
     Rows labelled ``oos_label`` train an out-of-scope class.
@@ -283,9 +287,13 @@ def train_intents(
     class_vectors = torch.nn.Parameter(
         torch.tensor(scoring.normalize(centroids), device=encoder.device)
     )
-    epochs = args.epochs_for(len(texts), len(names))
-    if epochs == 0 and args.probe_steps:
-        probe_head(class_vectors, base, y, args)
+    in_scope_rows = int((y != oos_class).sum()) if oos_class is not None else len(y)
+    epochs = args.epochs_for(len(texts), in_scope=(in_scope_rows, len(in_scope)))
+    if epochs == 0:
+        if args.soup > 1 or args.average_epochs > 0:
+            log.warning("the encoder is not fine-tuned: soup and average_epochs do nothing")
+        if args.probe_steps:
+            probe_head(class_vectors, base, y, args)
     model = encoder.model
     if args.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)

@@ -93,11 +93,17 @@ def is_stale(
     return args is not None and _trained_otherwise(manifest.get("training_args") or {}, args)
 
 
+BEFORE_THE_FIELD = {"fine_tune_min_rows": 0, "probe_steps": 0}
+"""What a Frontdesk that predates these training arguments did: it fine-tuned whatever
+the rows, and ``epochs`` 0 kept the intents' centroids."""
+
+
 def _trained_otherwise(saved: Mapping[str, Any], args: TrainingArguments) -> bool:
     """Whether ``args`` asks for another model than the manifest's ``saved`` arguments
-    describe; an argument a bundle predates counts as its default."""
+    describe; an argument a bundle predates counts as what was done before it existed
+    (its default, unless :data:`BEFORE_THE_FIELD` says otherwise)."""
     return any(
-        saved.get(f.name, f.default) != getattr(args, f.name)
+        saved.get(f.name, BEFORE_THE_FIELD.get(f.name, f.default)) != getattr(args, f.name)
         for f in fields(TrainingArguments)
         if f.name != "device"
     )
@@ -112,6 +118,9 @@ class TrainResult:
     indexed_turns: int
     log_problems: tuple[ReadProblem, ...]
     seconds: float
+    epochs: int
+    """Fine-tuning epochs planned; 0: the encoder was not fine-tuned (few examples an
+    intent, or ``epochs`` 0), only the intent head fitted to it."""
 
 
 def train_bot(
@@ -169,6 +178,7 @@ def train_bot(
             "device": device,
             "precision": resolved_precision(args.precision, device),
             "training_args": asdict(args),
+            "epochs": training.epochs,
             "best_epoch": training.best_epoch,
             "history": [asdict(r) for r in training.history],
             "reply_calibration": calibration.to_json(),
@@ -192,6 +202,7 @@ def train_bot(
         indexed_turns=len(index),
         log_problems=tuple(problems),
         seconds=time.perf_counter() - started,
+        epochs=training.epochs,
     )
 
 

@@ -47,7 +47,7 @@ def test_train_json_then_chat(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     captured = capsys.readouterr()
     assert code == 0
     result = json.loads(captured.out)
-    assert result["version"] == "v0001" and result["intents"] == 3
+    assert result["version"] == "v0001" and result["intents"] == 3 and result["epochs"] == 3
     assert result["indexed_turns"] == 1 and result["log_problems"] == 1
     assert "dialogues.jsonl:2: not valid JSON" in captured.err
 
@@ -90,6 +90,27 @@ def test_train_json_then_chat(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert trained["version"] == "v0003" and trained["indexed_turns"] == 2
     assert main(nightly) == 0
     assert "model v0003" in capsys.readouterr().out
+
+
+def test_the_demo_bot_with_defaults_keeps_the_base_encoder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`frontdesk train` with no flags on the demo bot (16 examples an intent) fits the
+    intent head to the base encoder, says so, records it, and the model serves."""
+    from bot.definition import load_bot
+    from channels.runtime import load_current_bundle
+
+    shop = ROOT / "examples" / "shop"
+    home = tmp_path / "home"
+    assert main(["train", "--bot", str(shop), "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "encoder not fine-tuned, intent head fitted to it: few examples an intent" in out
+    manifest = json.loads((home / "models" / "v0001" / "manifest.json").read_text())
+    assert manifest["epochs"] == 0 and manifest["history"] == []
+    bundle = load_current_bundle(home / "models", load_bot(shop))
+    known, unrelated = bundle.analyze(["any news on my parcel 1042?", "tell me a joke"])
+    assert known.intents[0][0] == "order_status" and known.out_of_scope < 0.5
+    assert unrelated.out_of_scope >= 0.5
 
 
 def test_bad_bot_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

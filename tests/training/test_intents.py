@@ -159,11 +159,15 @@ def test_auto_epochs_and_batch_size_follow_the_data_size() -> None:
     assert args.epochs_for(10_000) == 4 and args.batch_size_for(10_000) == 32
     assert args.epochs_for(100_000) == 3
     assert TrainingArguments(epochs=2).epochs_for(300) == 2
-    # fewer than fine_tune_min_rows (25) rows an intent: the encoder is not fine-tuned ...
-    assert args.epochs_for(300, intents=20) == 0 and args.epochs_for(500, intents=20) == 10
+    # fewer than fine_tune_min_rows (25) in-scope rows an intent: the encoder is not
+    # fine-tuned; oos rows do not count, in either direction ...
+    assert args.epochs_for(300, in_scope=(300, 20)) == 0
+    assert args.epochs_for(499, in_scope=(499, 20)) == 0
+    assert args.epochs_for(500, in_scope=(500, 20)) == 10
+    assert args.epochs_for(900, in_scope=(300, 20)) == 0  # + 600 oos rows
     # ... unless epochs are asked for, or the encoder is cut (it must learn to be shallow)
-    assert TrainingArguments(epochs=2).epochs_for(300, intents=20) == 2
-    assert TrainingArguments(layers=3).epochs_for(300, intents=20) == 10
+    assert TrainingArguments(epochs=2).epochs_for(300, in_scope=(300, 20)) == 2
+    assert TrainingArguments(layers=3).epochs_for(300, in_scope=(300, 20)) == 10
 
 
 def test_few_rows_an_intent_keep_the_base_encoder_and_fit_the_head_to_it() -> None:
@@ -200,6 +204,13 @@ def test_few_rows_an_intent_keep_the_base_encoder_and_fit_the_head_to_it() -> No
     probs, _ = probed.head.predict(emb)
     assert [probed.head.intents[i] for i in probs.argmax(axis=1)] == truth
 
+    again = train_intents(Encoder(base_model_path()), texts, labels, args, progress=False)
+    np.testing.assert_array_equal(again.head.weight, probed.head.weight)  # seeded, exact
+    # no probe steps: the head is the intents' centroids, at the logit scale
+    centroids = np.stack([emb[np.asarray(truth) == y].mean(0) for y in centroid.head.labels])
+    expected = args.logit_scale * _unit(centroids)
+    np.testing.assert_allclose(centroid.head.weight, expected, rtol=1e-4, atol=1e-4)
+
     tuned = train_intents(
         Encoder(base_model_path()),
         texts,
@@ -208,6 +219,32 @@ def test_few_rows_an_intent_keep_the_base_encoder_and_fit_the_head_to_it() -> No
         progress=False,
     )
     assert tuned.epochs == 10 and tuned.best_epoch >= 1  # enough rows for this setting
+    cut = train_intents(
+        Encoder(base_model_path()), texts, labels, replace(args, layers=2), progress=False
+    )
+    assert cut.epochs == 10 and cut.best_epoch >= 1  # a cut encoder is always fine-tuned
+
+
+def _unit(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    out: npt.NDArray[np.float32] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return out
+
+
+def test_oos_rows_do_not_count_as_rows_of_an_intent() -> None:
+    """Out-of-scope rows, however many, do not make the intents' few rows enough to
+    fine-tune on: 4 training rows an intent and 30 oos rows keep the base encoder."""
+    oos = [(f"unrelated question number {i} about the weather", "oos") for i in range(30)]
+    rows = [*SIX_PER_INTENT, *oos]
+    args = TrainingArguments(valid_fraction=0.3, seed=5, fine_tune_min_rows=6)
+    result = train_intents(
+        Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args, progress=False
+    )
+    assert result.epochs == 0 and result.head.oos_label == "oos"
+    args = replace(args, fine_tune_min_rows=4)  # 4 rows an intent are enough for this one
+    result = train_intents(
+        Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args, progress=False
+    )
+    assert result.epochs > 0
 
 
 def test_early_stopping_keeps_the_best_epoch() -> None:

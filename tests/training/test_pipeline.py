@@ -102,6 +102,16 @@ def test_staleness_follows_the_training_options(shop_home: Path, tmp_path: Path)
     assert not is_stale(SHOP, older, asked)
     assert is_stale(SHOP, older, replace(asked, layers=4))
 
+    # a bundle from before few-example bots kept the base encoder: it fine-tuned whatever
+    # the rows, so asking for the defaults now asks for another model
+    def before_probes(manifest: dict[str, Any]) -> None:
+        for name in ("fine_tune_min_rows", "probe_steps", "probe_learning_rate"):
+            manifest["training_args"].pop(name)
+
+    oldest = _republished(registry, tmp_path / "oldest", before_probes)
+    assert is_stale(SHOP, oldest, asked)
+    assert not is_stale(SHOP, oldest, replace(asked, fine_tune_min_rows=0, probe_steps=0))
+
 
 def test_staleness_follows_the_chat_logs(shop_home: Path, tmp_path: Path) -> None:
     """The model is stale once the chat logs it would be indexed from hold something else:
