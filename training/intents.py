@@ -347,7 +347,7 @@ def train_intents(
     soup = args.soup if epochs > 0 else 1  # with no training, every member is the start
     initial = snapshot() if soup > 1 else None  # where every member of a soup starts
     members: list[tuple[dict[str, torch.Tensor], torch.Tensor]] = []
-    bar = tqdm(total=total * soup, desc="intents", disable=not progress, unit="step")
+    bar = tqdm(total=total * soup, desc="intents", disable=not progress or not epochs, unit="step")
     for member in range(soup):
         if member and initial is not None:  # the same start, another seed
             model.load_state_dict(initial[0])
