@@ -24,7 +24,7 @@ restored labels. The figures as given (`as_labelled`) are the benchmark's; `rest
 what the model does on the task the data set means. Prints one JSON object.
 
     python benchmarks/intents_oos.py [--data ../shared/data/banking77-oos] [--only with-oos]
-        [--labels given|restored] [--banking77 DIR] [--keep DIR] [--layers N]
+        [--labels given|restored] [--banking77 DIR] [--keep DIR] [--layers N] [--epochs N]
 """
 
 from __future__ import annotations
@@ -183,6 +183,9 @@ def main() -> None:
     parser.add_argument("--banking77", type=Path, help="default: banking77 beside --data")
     parser.add_argument("--keep", type=Path, help="keep the trained models in this folder")
     parser.add_argument("--layers", type=int, help="train with `--layers N` (default: all)")
+    parser.add_argument(
+        "--epochs", type=int, help="train with `--epochs N` (0: the head alone; default: auto)"
+    )
     options = parser.parse_args()
     banking77 = options.banking77 or options.data.parent / "banking77"
     truth = banking77_labels(banking77) if (banking77 / "train.csv").is_file() else None
@@ -191,6 +194,8 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     settings = [options.only] if options.only else ["with-oos", "no-oos"]
     flags = ["--layers", str(options.layers)] if options.layers is not None else []
+    if options.epochs is not None:
+        flags += ["--epochs", str(options.epochs)]
     result: dict[str, object] = {
         "cpu_count": os.cpu_count(),
         "train_labels": options.labels,
