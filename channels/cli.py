@@ -116,7 +116,8 @@ def _parser() -> argparse.ArgumentParser:
         "--epochs",
         type=_epochs,
         help="fine-tuning epochs (default: from the data size, and none below 25 training "
-        "rows an intent; 0: no fine-tuning, the intent head fitted to the base encoder)",
+        "rows an intent or 50 validation rows; 0: no fine-tuning, the intent head fitted "
+        "to the base encoder)",
     )
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     train.add_argument("--soup", type=_at_least_one, default=1, metavar="N", help=SOUP_HELP)
@@ -483,7 +484,7 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 def _tuning(epochs: int, best_epoch: int | None = None) -> str:
     """How the intent encoder was trained, for a ``train`` command's summary line."""
     if epochs == 0:
-        return "encoder not fine-tuned, intent head fitted to it: few examples an intent"
+        return "encoder not fine-tuned, intent head fitted to it: few examples"
     return f"fine-tuned, best epoch {best_epoch}" if best_epoch else "fine-tuned"
 
 

@@ -51,6 +51,10 @@ class TrainingArguments:
     only the head is fitted to it (:attr:`probe_steps`): on Banking77 and Bitext at 10
     and 20 examples per intent that was more accurate, at 30 even, from 50 fine-tuning
     won (BENCHMARKS.md)."""
+    fine_tune_min_valid_rows: int = 50
+    """With automatic epochs, fine-tune only with at least this many validation rows: with
+    fewer no temperature is fitted, and a fine-tuned model's confidence was off by 11-21 %
+    where the head alone's was within 1 % (Bitext, 24-40 validation rows; BENCHMARKS.md)."""
     probe_steps: int = 1000
     """Full-batch steps fitting the head to the base encoder's embeddings when the encoder
     is not fine-tuned (0 epochs): a linear probe (0: each intent's centroid)."""
@@ -86,6 +90,7 @@ class TrainingArguments:
             "soup": self.soup >= 1,
             "probe_steps": self.probe_steps >= 0,
             "fine_tune_min_rows": self.fine_tune_min_rows >= 0,
+            "fine_tune_min_valid_rows": self.fine_tune_min_valid_rows >= 0,
             "probe_learning_rate": self.probe_learning_rate > 0,
             "layers": self.layers is None or self.layers >= 1,
             "examples_budget": self.examples_budget >= 1,
@@ -109,15 +114,19 @@ class TrainingArguments:
             shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in bad)
             raise ValueError(f"invalid training arguments: {shown}")
 
-    def epochs_for(self, rows: int, *, in_scope: tuple[int, int] | None = None) -> int:
+    def epochs_for(
+        self, rows: int, *, in_scope: tuple[int, int] | None = None, valid_rows: int = 0
+    ) -> int:
         """Fine-tuning epochs for ``rows`` training rows; given ``in_scope`` (its rows and
-        intents, ``oos`` left out), 0 (the encoder as it is) below
-        :attr:`fine_tune_min_rows` an intent, unless epochs are asked for."""
+        intents, ``oos`` left out) and ``valid_rows``, 0 (the encoder as it is) below
+        :attr:`fine_tune_min_rows` an intent or :attr:`fine_tune_min_valid_rows`, unless
+        epochs are asked for."""
         if self.epochs is not None:
             return self.epochs
         if in_scope is not None and self.layers is None:  # a cut encoder must learn
             in_rows, intents = in_scope
-            if in_rows < self.fine_tune_min_rows * intents:
+            few = in_rows < self.fine_tune_min_rows * intents
+            if few or valid_rows < self.fine_tune_min_valid_rows:
                 return 0
         return min(10, max(3, round(self.examples_budget / max(1, rows))))
 

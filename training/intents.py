@@ -288,7 +288,9 @@ def train_intents(
         torch.tensor(scoring.normalize(centroids), device=encoder.device)
     )
     in_scope_rows = int((y != oos_class).sum()) if oos_class is not None else len(y)
-    epochs = args.epochs_for(len(texts), in_scope=(in_scope_rows, len(in_scope)))
+    epochs = args.epochs_for(
+        len(texts), in_scope=(in_scope_rows, len(in_scope)), valid_rows=len(vy)
+    )
     if epochs == 0:
         if args.soup > 1 or args.average_epochs > 0:
             log.warning("the encoder is not fine-tuned: soup and average_epochs do nothing")

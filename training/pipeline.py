@@ -93,7 +93,7 @@ def is_stale(
     return args is not None and _trained_otherwise(manifest.get("training_args") or {}, args)
 
 
-BEFORE_THE_FIELD = {"fine_tune_min_rows": 0, "probe_steps": 0}
+BEFORE_THE_FIELD = {"fine_tune_min_rows": 0, "fine_tune_min_valid_rows": 0, "probe_steps": 0}
 """What a Frontdesk that predates these training arguments did: it fine-tuned whatever
 the rows, and ``epochs`` 0 kept the intents' centroids."""
 

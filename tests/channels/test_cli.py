@@ -104,7 +104,7 @@ def test_the_demo_bot_with_defaults_keeps_the_base_encoder(
     home = tmp_path / "home"
     assert main(["train", "--bot", str(shop), "--home", str(home)]) == 0
     out = capsys.readouterr().out
-    assert "encoder not fine-tuned, intent head fitted to it: few examples an intent" in out
+    assert "encoder not fine-tuned, intent head fitted to it: few examples" in out
     manifest = json.loads((home / "models" / "v0001" / "manifest.json").read_text())
     assert manifest["epochs"] == 0 and manifest["history"] == []
     bundle = load_current_bundle(home / "models", load_bot(shop))

@@ -159,12 +159,14 @@ def test_auto_epochs_and_batch_size_follow_the_data_size() -> None:
     assert args.epochs_for(10_000) == 4 and args.batch_size_for(10_000) == 32
     assert args.epochs_for(100_000) == 3
     assert TrainingArguments(epochs=2).epochs_for(300) == 2
-    # fewer than fine_tune_min_rows (25) in-scope rows an intent: the encoder is not
-    # fine-tuned; oos rows do not count, in either direction ...
-    assert args.epochs_for(300, in_scope=(300, 20)) == 0
-    assert args.epochs_for(499, in_scope=(499, 20)) == 0
-    assert args.epochs_for(500, in_scope=(500, 20)) == 10
-    assert args.epochs_for(900, in_scope=(300, 20)) == 0  # + 600 oos rows
+    # fewer than fine_tune_min_rows (25) in-scope rows an intent, or fewer than
+    # fine_tune_min_valid_rows (50) validation rows (no temperature could be fitted): the
+    # encoder is not fine-tuned; oos rows do not count, in either direction ...
+    assert args.epochs_for(300, in_scope=(300, 20), valid_rows=50) == 0
+    assert args.epochs_for(499, in_scope=(499, 20), valid_rows=50) == 0
+    assert args.epochs_for(500, in_scope=(500, 20), valid_rows=50) == 10
+    assert args.epochs_for(500, in_scope=(500, 20), valid_rows=49) == 0
+    assert args.epochs_for(900, in_scope=(300, 20), valid_rows=100) == 0  # + 600 oos rows
     # ... unless epochs are asked for, or the encoder is cut (it must learn to be shallow)
     assert TrainingArguments(epochs=2).epochs_for(300, in_scope=(300, 20)) == 2
     assert TrainingArguments(layers=3).epochs_for(300, in_scope=(300, 20)) == 10
@@ -211,11 +213,14 @@ def test_few_rows_an_intent_keep_the_base_encoder_and_fit_the_head_to_it() -> No
     expected = args.logit_scale * _unit(centroids)
     np.testing.assert_allclose(centroid.head.weight, expected, rtol=1e-4, atol=1e-4)
 
+    few_valid = replace(args, fine_tune_min_rows=2)  # rows enough, 6 validation rows not
+    kept = train_intents(Encoder(base_model_path()), texts, labels, few_valid, progress=False)
+    assert kept.epochs == 0 and kept.valid_rows == 6
     tuned = train_intents(
         Encoder(base_model_path()),
         texts,
         labels,
-        replace(args, fine_tune_min_rows=2, epochs=None),
+        replace(args, fine_tune_min_rows=2, fine_tune_min_valid_rows=6),
         progress=False,
     )
     assert tuned.epochs == 10 and tuned.best_epoch >= 1  # enough rows for this setting
@@ -235,7 +240,9 @@ def test_oos_rows_do_not_count_as_rows_of_an_intent() -> None:
     fine-tune on: 4 training rows an intent and 30 oos rows keep the base encoder."""
     oos = [(f"unrelated question number {i} about the weather", "oos") for i in range(30)]
     rows = [*SIX_PER_INTENT, *oos]
-    args = TrainingArguments(valid_fraction=0.3, seed=5, fine_tune_min_rows=6)
+    args = TrainingArguments(
+        valid_fraction=0.3, seed=5, fine_tune_min_rows=6, fine_tune_min_valid_rows=0
+    )
     result = train_intents(
         Encoder(base_model_path()), [t for t, _ in rows], [y for _, y in rows], args, progress=False
     )

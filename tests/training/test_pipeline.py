@@ -105,12 +105,18 @@ def test_staleness_follows_the_training_options(shop_home: Path, tmp_path: Path)
     # a bundle from before few-example bots kept the base encoder: it fine-tuned whatever
     # the rows, so asking for the defaults now asks for another model
     def before_probes(manifest: dict[str, Any]) -> None:
-        for name in ("fine_tune_min_rows", "probe_steps", "probe_learning_rate"):
+        for name in (
+            "fine_tune_min_rows",
+            "fine_tune_min_valid_rows",
+            "probe_steps",
+            "probe_learning_rate",
+        ):
             manifest["training_args"].pop(name)
 
     oldest = _republished(registry, tmp_path / "oldest", before_probes)
     assert is_stale(SHOP, oldest, asked)
-    assert not is_stale(SHOP, oldest, replace(asked, fine_tune_min_rows=0, probe_steps=0))
+    as_before = replace(asked, fine_tune_min_rows=0, fine_tune_min_valid_rows=0, probe_steps=0)
+    assert not is_stale(SHOP, oldest, as_before)
 
 
 def test_staleness_follows_the_chat_logs(shop_home: Path, tmp_path: Path) -> None:
