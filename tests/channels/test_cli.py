@@ -108,9 +108,12 @@ def test_the_demo_bot_with_defaults_keeps_the_base_encoder(
     manifest = json.loads((home / "models" / "v0001" / "manifest.json").read_text())
     assert manifest["epochs"] == 0 and manifest["history"] == []
     bundle = load_current_bundle(home / "models", load_bot(shop))
-    known, unrelated = bundle.analyze(["any news on my parcel 1042?", "tell me a joke"])
+    known, unrelated, long_tail = bundle.analyze(
+        ["any news on my parcel 1042?", "tell me a joke", "do you offer gift wrapping?"]
+    )
     assert known.intents[0][0] == "order_status" and known.out_of_scope < 0.5
     assert unrelated.out_of_scope >= 0.5
+    assert "Gift wrap" in long_tail.replies[0].text  # past dialogues, base encoder
 
 
 def test_bad_bot_file_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
