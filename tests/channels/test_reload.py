@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import shutil
@@ -15,6 +16,8 @@ import pytest
 
 from channels.settings import Settings
 from channels.store import Store, events
+from retrieval.bundle import HEAD_FILE
+from retrieval.intent_head import IntentHead
 from retrieval.registry import Registry
 from tests.channels.server import running_server
 from tests.channels.test_ws import ask, hello
@@ -31,10 +34,20 @@ def home(tmp_path: Path, shop_home: Path) -> Path:
     return home
 
 
-def republish(registry: Registry, tmp_path: Path, name: str) -> str:
-    """The current bundle published again under a new version (same model, new name)."""
+def republish(
+    registry: Registry, tmp_path: Path, name: str, swap: tuple[str, str] | None = None
+) -> str:
+    """The current bundle published again under a new version: the same model, or with the
+    class vectors of the two intents in ``swap`` exchanged (a model that answers one
+    intent's questions with the other's answer, so which bundle answered shows)."""
     staging = tmp_path / name
     shutil.copytree(registry.current_path() or Path("-"), staging)
+    if swap is not None:
+        head = IntentHead.load(staging / HEAD_FILE)
+        a, b = (head.labels.index(intent) for intent in swap)
+        weight = head.weight.copy()
+        weight[[a, b]] = weight[[b, a]]
+        dataclasses.replace(head, weight=weight).save(staging / HEAD_FILE)
     return registry.publish(staging)
 
 
@@ -75,12 +88,15 @@ async def test_swap_keeps_connections_and_refuses_a_broken_bundle(
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://{base}/readyz")).json()["model"] == "v0001"
             ws, _ = await hello(base)
-            first = await ask(ws, "a", "how long does delivery take?")
+            first = await ask(ws, "a", "what does shipping cost?")
+            assert "€4.95" in first[-1]["text"]
 
-            new = republish(registry, tmp_path, "next")
+            # the next model mixes up shipping costs and delivery times
+            new = republish(registry, tmp_path, "next", swap=("shipping_costs", "delivery_times"))
             assert new == "v0002"
             await wait_for_model(client, base, "v0002")
-            second = await ask(ws, "b", "what does shipping cost?")  # same connection
+            second = await ask(ws, "b", "how much is shipping to Germany?")  # same connection
+            assert "working days" in second[-1]["text"]  # the new model answered
 
             broken = tmp_path / "broken"
             broken.mkdir()
