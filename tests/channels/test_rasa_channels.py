@@ -311,6 +311,22 @@ async def test_flooding_gets_an_error_and_a_disconnect(
             assert error["code"] == "flooding"
 
 
+async def test_a_message_larger_than_the_frame_limit_closes_the_connection(server: str) -> None:
+    """A user_uttered over FRONTDESK_MAX_FRAME_BYTES (4096 here) is not read: the
+    connection is closed; one just under the limit is refused by the text limit instead,
+    and the socket stays."""
+    async with webchat(server) as chat:
+        session = await chat.session()
+        await chat.sio.emit("user_uttered", {"message": "a" * 4000, "session_id": session})
+        async with asyncio.timeout(10):
+            assert (await chat.errors.get())["code"] == "bad_frame"  # 500 characters at most
+        assert not chat.gone.is_set()
+        await chat.sio.emit("user_uttered", {"message": "a" * 5000, "session_id": session})
+        async with asyncio.timeout(10):
+            await chat.gone.wait()
+        assert chat.errors.empty()
+
+
 async def test_reconnecting_with_the_session_id_continues_the_conversation(live: Live) -> None:
     """A new socket with the same session_id writes into the same conversation."""
     async with webchat(live.address) as chat:
