@@ -47,6 +47,11 @@ class Metrics:
             "Open widget websocket connections.",
             registry=self.registry,
         )
+        self.socketio_connections = Gauge(
+            "frontdesk_socketio_connections",
+            "Open Socket.IO (Rasa Webchat) connections.",
+            registry=self.registry,
+        )
         self.refused = Counter(
             "frontdesk_refused",
             "Requests and connections refused by a limit, by reason.",

@@ -175,10 +175,15 @@ class SocketIOChannel:
         if self.runtime is None:
             raise socketio.exceptions.ConnectionRefusedError("server not ready")
         self.sockets[sid] = _Socket()
+        self.runtime.metrics.socketio_connections.inc()
 
     async def _disconnect(self, sid: str, reason: object = None) -> None:
         socket = self.sockets.pop(sid, None)
-        if socket is not None and socket.session_id is not None:
+        if socket is None:
+            return
+        if self.runtime is not None:
+            self.runtime.metrics.socketio_connections.dec()
+        if socket.session_id is not None:
             self._leave(sid, socket.session_id)
 
     def _guarded(

@@ -311,6 +311,26 @@ async def test_flooding_gets_an_error_and_a_disconnect(
             assert error["code"] == "flooding"
 
 
+async def test_open_socketio_connections_are_counted(server: str) -> None:
+    """/metrics counts open Socket.IO connections apart from the widget's websockets."""
+    from tests.channels.test_operations import sample
+
+    async def count() -> float:
+        async with httpx.AsyncClient(timeout=10) as client:
+            text = (await client.get(f"http://{server}/metrics")).text
+        return sample(text, "frontdesk_socketio_connections")
+
+    async with webchat(server) as one, webchat(server) as two:
+        await one.session()
+        await two.session()
+        assert await count() == 2
+    async with asyncio.timeout(10):
+        while True:  # the server sees the disconnects a moment later
+            if await count() == 0:
+                break
+            await asyncio.sleep(0.05)
+
+
 async def test_a_message_larger_than_the_frame_limit_closes_the_connection(server: str) -> None:
     """A user_uttered over FRONTDESK_MAX_FRAME_BYTES (4096 here) is not read: the
     connection is closed; one just under the limit is refused by the text limit instead,
