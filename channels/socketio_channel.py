@@ -56,6 +56,12 @@ async def health() -> dict[str, str]:
 
 
 CHANNEL = "socketio"
+SHUTDOWN_S = 5.0
+"""How long a stopping server waits for Socket.IO clients to take what is queued for them."""
+SEND_QUEUE = 512
+"""Packets a connection may have waiting to be written, as the widget websocket's send
+queue: a client that reads slower than its conversation moves is disconnected (it may
+reconnect with its session id) instead of being buffered without end."""
 BOT_UTTERED = "bot_uttered"
 ERROR_EVENT = "frontdesk_error"
 SPOKEN_ROLES = frozenset({"bot", "agent"})
@@ -162,7 +168,11 @@ class SocketIOChannel:
         self.runtime = None
         for room in list(self.rooms.values()):
             self._close(room)
-        await self.sio.shutdown()
+        try:  # engine.io waits for each socket's queue to drain: a stuck client never does
+            async with asyncio.timeout(SHUTDOWN_S):
+                await self.sio.shutdown()
+        except TimeoutError:
+            log.warning("socket.io: clients still unread after %s s; stopping anyway", SHUTDOWN_S)
 
     def _require_runtime(self) -> Runtime:
         if self.runtime is None:
@@ -315,8 +325,26 @@ class SocketIOChannel:
 
     async def _utter(self, room: _Room, seq: int, text: object, buttons: object) -> None:
         if room.emitted.claim(seq):
+            await self._drop_slow_readers(room)
             message = bot_uttered(text if isinstance(text, str) else None, buttons)
             await self.sio.emit(BOT_UTTERED, message, room=room.name)
+
+    async def _drop_slow_readers(self, room: _Room) -> None:
+        """Disconnect the room's sockets with :data:`SEND_QUEUE` packets unwritten.
+
+        python-socketio queues every packet without limit and offers no bound; its
+        engine.io socket's queue is where they wait, so it is read here. The socket is
+        closed without waiting for that queue to drain (it never would)."""
+        for sid in list(room.members):
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+            engine_socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
+            queue = getattr(engine_socket, "queue", None)
+            if engine_socket is None or queue is None or queue.qsize() < SEND_QUEUE:
+                continue
+            log.warning("socket.io %s: %d packets unread, disconnected", sid, queue.qsize())
+            if self.runtime is not None:
+                self.runtime.metrics.refused.labels("send_queue").inc()
+            await engine_socket.close(wait=False, abort=True)
 
     # --- helpers ----------------------------------------------------------------------
 

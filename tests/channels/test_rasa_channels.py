@@ -362,6 +362,47 @@ async def test_reconnecting_with_the_session_id_continues_the_conversation(live:
     assert record.channel == "socketio"
 
 
+async def test_a_client_that_does_not_read_is_disconnected_not_buffered(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Socket.IO client that stops reading while its conversation goes on is disconnected
+    once SEND_QUEUE packets wait for it (counted as refused, reason send_queue); the other
+    socket of the session gets every message meanwhile."""
+    import websockets
+
+    from channels import socketio_channel
+
+    monkeypatch.setattr(socketio_channel, "SEND_QUEUE", 8)
+    url = f"ws://{live.address}/socket.io/?EIO=4&transport=websocket"
+    # an engine.io client by hand, so that it can stop reading: after one buffered frame
+    # the library stops taking data from the socket (max_queue), and TCP fills up
+    slow = await websockets.connect(url, max_queue=1, max_size=None, compression=None)
+    assert (await slow.recv()).startswith("0")  # engine.io open
+    await slow.send("40")
+    assert (await slow.recv()).startswith("40")  # socket.io connect
+    await slow.send('42["session_request",{"session_id":"slow-session"}]')
+    assert await slow.recv() == '42["session_confirm","slow-session"]'
+
+    refused = live.runtime.metrics.refused.labels("send_queue")
+    before = refused._value.get()
+    try:
+        async with webchat(live.address) as reader:
+            await reader.session("slow-session")
+            store = live.runtime.store
+            record = await store.conversation_for("socketio", "slow-session", utc_now())
+            text = "x" * 32_000  # 400 of these: far more than the socket buffers hold
+            for seq in range(1, 401):
+                frame = {"type": "message", "seq": seq, "role": "agent", "text": text}
+                await live.runtime.bus.publish(record.id, frame)
+                await asyncio.sleep(0.002)  # as an agent types, not one burst
+            for _ in range(400):
+                assert (await reader.next())["text"] == text
+            assert refused._value.get() == before + 1
+            assert live.runtime.metrics.socketio_connections._value.get() == 1  # the reader
+    finally:
+        await slow.close()  # reads again, so that the server's stuck writes can finish
+
+
 async def test_agent_messages_and_other_tabs_reach_every_socket_of_the_session(
     live: Live,
 ) -> None:
