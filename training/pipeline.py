@@ -57,8 +57,12 @@ def logs_digest(sources: Sequence[Path]) -> str:
         files = sorted(p for p in source.rglob("*") if p.is_file()) if source.is_dir() else [source]
         for path in files:
             name = path.relative_to(source).as_posix() if path != source else ""
-            content = path.read_bytes() if path.is_file() else b"missing"
-            digest.update(f"{name}\0{len(content)}\0".encode() + content)
+            if path.is_file():  # streamed: an export may be larger than memory
+                with path.open("rb") as handle:
+                    content = hashlib.file_digest(handle, "sha256").hexdigest()
+            else:
+                content = "missing"
+            digest.update(f"{name}\0{content}\0".encode())
     return digest.hexdigest()
 
 
