@@ -372,8 +372,8 @@ def _dialogues_index(args: argparse.Namespace) -> int:
         kind=args.index,
         args=RankerArguments(**overrides),
         progress=not args.json,
+        on_problems=_print_problems,
     )
-    _print_problems([str(p) for p in result.problems])
     if args.json:
         _print_json(asdict(result), path=str(result.path), problems=len(result.problems))
     else:
@@ -425,8 +425,8 @@ def _intents_train(args: argparse.Namespace) -> int:
         valid=args.valid,
         args=_training_arguments(args),
         progress=not args.json,
+        on_problems=_print_problems,
     )
-    _print_problems([str(p) for p in result.problems])
     if args.json:
         _print_json(asdict(result), path=str(result.path), problems=len(result.problems))
     else:
@@ -465,7 +465,8 @@ def _print_json(fields: dict[str, Any], **overrides: Any) -> None:
     print(json.dumps({**fields, **overrides}))
 
 
-def _print_problems(problems: list[str], shown: int = 20) -> None:
+def _print_problems(problems: Sequence[object], shown: int = 20) -> None:
+    """Rows skipped as malformed, on standard error: the first ``shown`` and a count."""
     for problem in problems[:shown]:
         print(f"skipped {problem}", file=sys.stderr)
     if len(problems) > shown:

@@ -5,10 +5,8 @@ ranker and the FAISS index of their (context -> reply) pairs; the 1-of-100 ranki
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -31,7 +29,7 @@ from training.dialogue_eval import (
     score_cases_with_index,
 )
 from training.errors import TrainingError
-from training.intent_model import check_out
+from training.outdir import check_out, staging_beside
 from training.pipeline import build_index, save_bundle
 from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments, RankerTraining, split_conversations, train_ranker
@@ -79,6 +77,7 @@ def index_dialogues(
     args: RankerArguments | None = None,
     base_model: Path | None = None,
     progress: bool = True,
+    on_problems: Callable[[Sequence[ReadProblem]], None] | None = None,
 ) -> DialogueModelResult:
     """Read, redact, (fine-tune the ranker,) index, export; write the bundle to ``out``."""
     started = time.perf_counter()
@@ -86,8 +85,7 @@ def index_dialogues(
     rules = rules or RedactionRules()
     check_out(out)
     logs, problems = read_all(sources)
-    for problem in problems:
-        log.warning("skipped: %s", problem)
+    (on_problems or _log_problems)(problems)  # before training: it may take minutes
     redact = Redactor(rules)
     if not logs:
         raise TrainingError(f"no conversations in {', '.join(map(str, sources))}")
@@ -137,16 +135,8 @@ def index_dialogues(
         "reply_calibration": calibration.to_json(),
         "context_encoding": context.to_json(),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staging_beside(out) as staging:
         save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return DialogueModelResult(
         path=out,
         conversations=len(logs),
@@ -198,3 +188,8 @@ def _device(requested: str) -> str:
     from training.args import TrainingArguments
 
     return TrainingArguments(device=requested).resolved_device()
+
+
+def _log_problems(problems: Sequence[ReadProblem]) -> None:
+    for problem in problems:
+        log.warning("skipped: %s", problem)

@@ -58,6 +58,11 @@ class IntentRows:
 def read_intent_rows(path: Path | str) -> IntentRows:
     path = Path(path)
     if path.is_dir():
+        if not any(path.iterdir()):
+            raise IntentDataError(
+                f"{path}: empty folder; expected a .csv file (text,intent), a Rasa nlu.yml, "
+                "a bot folder (bot.yml), a Rasa project folder, or seq.in and label files"
+            )
         if (path / "seq.in").is_file() and (path / "label").is_file():
             return _read_parallel(path)
         return _read_bot(path)
@@ -80,11 +85,23 @@ def _read_csv(path: Path) -> IntentRows:
         raise IntentDataError(f"{path}: cannot read: {exc}") from exc
     try:
         with handle:
-            return _read_csv_rows(path, csv.reader(handle))
+            delimiter = _delimiter(handle.readline())
+            handle.seek(0)
+            return _read_csv_rows(path, csv.reader(handle, delimiter=delimiter))
     except UnicodeDecodeError as exc:
         raise IntentDataError(
             f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8 (in Excel: CSV UTF-8)"
         ) from exc
+
+
+def _delimiter(header: str) -> str:
+    """The header line's separator: a comma, or a semicolon or tab where the header has no
+    comma (spreadsheets in many locales save "CSV" with semicolons)."""
+    if "," not in header:
+        for other in (";", "\t"):
+            if other in header:
+                return other
+    return ","
 
 
 def _read_csv_rows(path: Path, reader: Any) -> IntentRows:
@@ -107,6 +124,7 @@ def _read_csv_rows(path: Path, reader: Any) -> IntentRows:
         )
     ti, li = columns.index("text"), columns.index(label_column)
     while True:
+        start = reader.line_num + 1  # a quoted cell may run over several lines
         try:
             row = next(reader)
         except StopIteration:
@@ -118,9 +136,13 @@ def _read_csv_rows(path: Path, reader: Any) -> IntentRows:
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
-            problems.append(
-                RowProblem(path, line, f"expected {len(header)} columns, got {len(row)}")
-            )
+            message = f"expected {len(header)} columns, got {len(row)}"
+            if line > start:
+                message += (
+                    f" in lines {start}-{line}, read as one row: "
+                    f"a quote opened on line {start} may not be closed"
+                )
+            problems.append(RowProblem(path, start, message))
             continue
         text, label = row[ti].strip(), row[li].strip()
         if not text or not label:

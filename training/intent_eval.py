@@ -5,6 +5,8 @@ Runs the model the way the server does (ONNX encoder, calibrated head); needs no
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 
 from retrieval.bundle import MANIFEST, Bundle
@@ -14,6 +16,10 @@ from training.intent_data import IntentDataError, IntentRows, RowProblem, read_i
 from training.report import write_report
 
 REPORTS_DIR = "reports"
+VALIDATION_REPORT = "validation"
+"""The report training writes of its validation rows."""
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_model(
@@ -22,7 +28,10 @@ def evaluate_model(
     """Metrics of ``model`` (a bundle folder: :func:`model_folder`) on the rows of
     ``test`` and the rows skipped as malformed; writes ``model/reports/<name>/``."""
     rows = read_intent_rows(test)
-    return evaluate_rows(model, rows, report_name=report_name or _name(test)), rows.problems
+    name = report_name or _name(test)
+    if report_name is None and name == VALIDATION_REPORT:  # training's report stays
+        name = f"{name}-test"
+    return evaluate_rows(model, rows, report_name=name), rows.problems
 
 
 def model_folder(path: Path) -> Path:
@@ -43,11 +52,21 @@ def model_folder(path: Path) -> Path:
 
 
 def evaluate_rows(
-    model: Path, rows: IntentRows, *, report_name: str
+    model: Path, rows: IntentRows, *, report_name: str, model_name: str | None = None
 ) -> dict[str, float | int | None]:
+    """``model_name``: what the report calls the model (``model``'s folder name unless
+    given: training evaluates a model still in its staging folder)."""
     bundle = Bundle.load(model)
     head = bundle.head
     oos_label = head.oos_label or str(bundle.manifest.get("oos_label") or "oos")
+    unseen = Counter(y for y in rows.labels if y != oos_label and y not in head.intents)
+    if unseen:
+        shown = ", ".join(f"{name} ({n})" for name, n in unseen.most_common(5))
+        log.warning(
+            "%d test rows carry intents the model was not trained on: %s%s; they count "
+            "as wrong (label them `%s` to score them as out of scope)",
+            unseen.total(), shown, ", ..." if len(unseen) > 5 else "", oos_label,
+        )  # fmt: skip
     probs, oos = bundle.predict_intents(rows.texts)
     p = predictions(rows.labels, head.intents, probs, oos, oos_label)
     numbers = metrics(p)
@@ -55,7 +74,7 @@ def evaluate_rows(
         model / REPORTS_DIR / report_name,
         p,
         numbers,
-        title=f"Intent model {model.name} on {report_name}",
+        title=f"Intent model {model_name or model.name} on {report_name}",
         threshold=head.threshold,
     )
     return numbers

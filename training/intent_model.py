@@ -8,9 +8,8 @@ under ``reports/validation/``.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +19,13 @@ from retrieval.index import DialogueIndex
 from training.args import TrainingArguments, load_base_encoder
 from training.intent_data import (
     OOS_LABEL,
-    IntentDataError,
     IntentRows,
     RowProblem,
     read_intent_rows,
 )
-from training.intent_eval import evaluate_rows
+from training.intent_eval import VALIDATION_REPORT, evaluate_rows
 from training.intents import train_intents
+from training.outdir import check_out, staging_beside
 from training.pipeline import save_bundle
 from training.precision import resolved as resolved_precision
 
@@ -40,6 +39,7 @@ class IntentModelResult:
     train_rows: int
     valid_rows: int
     oos_rows: int
+    """Out-of-scope rows among the ``train_rows``."""
     epochs: int
     """Fine-tuning epochs planned; 0: the encoder was kept, the head fitted to it."""
     best_epoch: int
@@ -57,6 +57,7 @@ def train_intent_model(
     base_model: Path | None = None,
     oos_label: str = OOS_LABEL,
     progress: bool = True,
+    on_problems: Callable[[Sequence[RowProblem]], None] | None = None,
 ) -> IntentModelResult:
     started = time.perf_counter()
     args = args or TrainingArguments()
@@ -66,8 +67,7 @@ def train_intent_model(
     valid_rows = read_intent_rows(valid) if valid is not None else None
     if valid_rows is not None:
         problems.extend(valid_rows.problems)
-    for problem in problems:
-        log.warning("skipped: %s", problem)
+    (on_problems or _log_problems)(problems)  # before training: it may take minutes
 
     device = args.resolved_device()
     encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
@@ -103,9 +103,7 @@ def train_intent_model(
         "threshold": head.threshold,
         "min_similarity": head.min_similarity,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staging_beside(out) as staging:
         save_bundle(
             staging,
             encoder=encoder,
@@ -119,20 +117,16 @@ def train_intent_model(
             valid_metrics = evaluate_rows(
                 staging,
                 IntentRows(training.valid_texts, training.valid_labels),
-                report_name="validation",
+                report_name=VALIDATION_REPORT,
+                model_name=out.name,
             )
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return IntentModelResult(
         path=out,
         intents=len(head.intents),
         train_rows=training.train_rows,
         valid_rows=training.valid_rows,
-        oos_rows=sum(1 for label in rows.labels if label == oos_label),
+        oos_rows=oos_in(rows.labels, oos_label)
+        - (oos_in(training.valid_labels, oos_label) if valid is None else 0),  # carved out
         epochs=training.epochs,
         best_epoch=training.best_epoch,
         seconds=time.perf_counter() - started,
@@ -141,11 +135,10 @@ def train_intent_model(
     )
 
 
-def check_out(out: Path) -> None:
-    """Refuse to replace a folder that is not empty and is not a model."""
-    if out.exists() and not out.is_dir():
-        raise IntentDataError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / bundle_files.MANIFEST).is_file():
-        raise IntentDataError(
-            f"{out}: folder is not empty and holds no model; choose an empty or new folder"
-        )
+def oos_in(labels: Sequence[str], oos_label: str) -> int:
+    return sum(1 for label in labels if label == oos_label)
+
+
+def _log_problems(problems: Sequence[RowProblem]) -> None:
+    for problem in problems:
+        log.warning("skipped: %s", problem)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -28,6 +26,7 @@ from training.args import TrainingArguments, load_base_encoder
 from training.export import export_onnx
 from training.intent_data import definition_rows
 from training.intents import train_intents
+from training.outdir import staging_in
 from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments, split_conversations
 from training.reply_calibration import fit_reply_calibration
@@ -166,9 +165,7 @@ def train_bot(
         encoder, index, pairs, {log.id for log in held_out}, context
     )
 
-    registry.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.root))
-    try:
+    with staging_in(registry.root) as staging:
         manifest = {
             "format": bundle_files.FORMAT,
             "bot": definition.name,
@@ -195,9 +192,6 @@ def train_bot(
         }
         save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
         version = registry.publish(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return TrainResult(
         version=version,
         path=registry.root / version,

@@ -14,6 +14,8 @@ from channels.cli import main
 from retrieval.bundle import Bundle
 from retrieval.encoder import Encoder
 from retrieval.onnx_encoder import OnnxEncoder
+from training.args import TrainingArguments
+from training.intents import split_validation
 from training.precision import native_cpu_bf16
 
 TRAIN = {
@@ -172,6 +174,27 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "not empty and holds no model" in capsys.readouterr().err
     assert (busy / "notes.txt").read_text() == "keep me"
 
+    # another program's manifest.json does not make a folder a model
+    webapp = tmp_path / "webapp"
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text('{"name": "My app", "start_url": "/"}')
+    (webapp / "index.html").write_text("<html></html>")
+    assert main(["intents", "train", "--train", str(good), "--out", str(webapp)]) == 2
+    assert "webapp: folder is not empty and holds no model" in capsys.readouterr().err
+    assert sorted(p.name for p in webapp.iterdir()) == ["index.html", "manifest.json"]
+
+    # refused before training: a path under a file, a symbolic link
+    (tmp_path / "afile.txt").write_text("x")
+    assert (
+        main(["intents", "train", "--train", str(good), "--out", str(tmp_path / "afile.txt/m")])
+        == 2
+    )
+    assert "afile.txt is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "link").symlink_to(busy)
+    assert main(["intents", "train", "--train", str(good), "--out", str(tmp_path / "link")]) == 2
+    assert "link: is a symbolic link; give the folder it points to" in capsys.readouterr().err
+    assert (busy / "notes.txt").read_text() == "keep me"
+
     # the model is checked before the test rows are read
     assert main(["intents", "eval", "--model", str(tmp_path / "nope"), "--test", str(bad)]) == 2
     assert "nope: not a model folder (no manifest.json)" in capsys.readouterr().err
@@ -197,6 +220,51 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert refused.value.code == 2
     assert "--layers: expected 1 or more, got 0" in capsys.readouterr().err
     assert not (tmp_path / "home").exists()
+
+
+def test_train_reports_skipped_rows_once_before_training_and_counts_its_own_oos_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Malformed rows are listed on standard error once (as they are read, before
+    training, not again after it); the summary's out-of-scope count is of the
+    rows trained on, after the validation carve-out; the model folder is readable by
+    others as the umask allows (not a private temporary folder's 0700); the validation
+    report is titled with the model's name."""
+    import os
+
+    rows = [(t, y) for y, texts in TRAIN.items() for t in texts]
+    train = _csv(tmp_path / "train.csv", [*rows, ("", "greet"), ("only one", "")])
+    out = tmp_path / "m"
+    assert (
+        main(["intents", "train", "--train", str(train), "--out", str(out), "--epochs", "0"]) == 0
+    )
+    captured = capsys.readouterr()
+    assert captured.err.count("train.csv:") == 2  # each skipped row once
+    manifest = json.loads((out / "manifest.json").read_text())
+    labels = [y for _, y in rows]
+    args = TrainingArguments()
+    train_idx, _ = split_validation(labels, args.valid_fraction, args.seed)
+    trained_oos = sum(1 for i in train_idx if labels[i] == "oos")
+    assert 0 < trained_oos < len(TRAIN["oos"])  # some were carved out for validation
+    assert f"from {manifest['train_rows']} rows ({trained_oos} out-of-scope)" in captured.out
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == 0o777 & ~umask
+    report = (out / "reports/validation/report.md").read_text()
+    assert report.startswith("# Intent model m on validation")
+
+
+def test_eval_keeps_the_validation_report_and_warns_of_unseen_intents(
+    model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = (model / "reports/validation/report.md").read_text()
+    test = _csv(tmp_path / "validation.csv", [*TEST, ("change my address", "change_address")])
+    assert main(["intents", "eval", "--model", str(model), "--test", str(test), "--json"]) == 0
+    assert (model / "reports/validation/report.md").read_text() == before
+    assert (model / "reports/validation-test/report.md").is_file()
+    assert "1 test rows carry intents the model was not trained on: change_address (1)" in (
+        caplog.text
+    )
 
 
 def test_eval_takes_a_registry_current_pointer(

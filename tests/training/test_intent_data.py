@@ -33,6 +33,44 @@ def test_malformed_rows_are_reported_with_their_line_and_skipped(tmp_path: Path)
     assert str(rows.problems[0]).startswith(f"{path}:3: ")
 
 
+def test_an_unclosed_quote_is_reported_where_it_opens(tmp_path: Path) -> None:
+    """A quote that is never closed swallows the lines after it into one row: the problem
+    names the line the quote opened on, not the last line it ate."""
+    path = tmp_path / "train.csv"
+    path.write_text('text,intent\nhello,greet\n"unterminated,refund\nwhere is it,track\nhi,greet\n')
+    rows = read_intent_rows(path)
+    assert rows.texts == ("hello",)
+    (problem,) = rows.problems
+    assert problem.line == 3
+    assert "lines 3-5, read as one row: a quote opened on line 3 may not be closed" in (
+        problem.message
+    )
+
+
+def test_a_quoted_text_over_several_lines_is_one_row(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text('text,intent\n"my parcel\nhas not come",track\nbye,goodbye\n')
+    rows = read_intent_rows(path)
+    assert rows.texts == ("my parcel\nhas not come", "bye") and rows.problems == ()
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_semicolon_and_tab_separated_files_are_read(tmp_path: Path, separator: str) -> None:
+    """Spreadsheets in many locales save "CSV" with semicolons; the header says which."""
+    path = tmp_path / "train.csv"
+    path.write_text(
+        f"text{separator}intent\nhi, there{separator}greet\nrefund please{separator}refund\n"
+    )
+    rows = read_intent_rows(path)
+    assert rows.texts == ("hi, there", "refund please")
+    assert rows.labels == ("greet", "refund")
+
+
+def test_an_empty_folder_names_what_was_expected(tmp_path: Path) -> None:
+    with pytest.raises(IntentDataError, match=r"empty folder; expected a \.csv file"):
+        read_intent_rows(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
