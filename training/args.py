@@ -21,6 +21,10 @@ class TrainingArguments:
     batch_size: int | None = None
     """None: chosen from the data size (:meth:`batch_size_for`)."""
     learning_rate: float = 6e-5
+    layer_decay: float = 1.0
+    """Layer-wise learning-rate decay: the top transformer layer trains at
+    :attr:`learning_rate`, each one below at this factor of the one above, the embeddings
+    below the lowest (1: one rate for all)."""
     head_learning_rate: float = 3e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
@@ -99,6 +103,7 @@ class TrainingArguments:
             "contrastive_temperature": self.contrastive_temperature > 0,
             "max_lost_without_oos": 0 <= self.max_lost_without_oos <= 1,
             "learning_rate": self.learning_rate > 0,
+            "layer_decay": 0 < self.layer_decay <= 1,
             "head_learning_rate": self.head_learning_rate > 0,
             "warmup_ratio": 0 <= self.warmup_ratio < 1,
             "label_smoothing": 0 <= self.label_smoothing < 1,

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -129,6 +130,26 @@ def average_weights(
         for key, value in states[0].items()
     }
     return averaged, torch.stack([vectors for _, vectors in members]).mean(dim=0)
+
+
+def encoder_groups(model: Any, lr: float, layer_decay: float) -> list[dict[str, Any]]:
+    """The encoder's trainable parameters as optimizer groups: with ``layer_decay`` < 1,
+    transformer layer i of L trains at ``lr * layer_decay ** (L - 1 - i)`` and the
+    embeddings at ``lr * layer_decay ** L`` (layer-wise decay, as in ULMFiT and ELECTRA);
+    with 1, one group at ``lr``."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if layer_decay == 1:
+        return [{"params": trainable, "lr": lr}]
+    stack = list(model.encoder.layer)
+    depth = {id(p): i for i, layer in enumerate(stack) for p in layer.parameters()}
+    groups: dict[int, list[Any]] = {}
+    for p in trainable:
+        # the embeddings (and anything outside the stack) sit below the lowest layer
+        groups.setdefault(len(stack) - 1 - depth.get(id(p), -1), []).append(p)
+    return [
+        {"params": params, "lr": lr * layer_decay**below}
+        for below, params in sorted(groups.items())
+    ]
 
 
 def warmup_then_decay(
@@ -309,7 +330,7 @@ def train_intents(
     ]:
         optimizer = torch.optim.AdamW(
             [
-                {"params": trainable, "lr": args.learning_rate},
+                *encoder_groups(model, args.learning_rate, args.layer_decay),
                 {"params": [class_vectors], "lr": args.head_learning_rate},
             ],
             weight_decay=args.weight_decay,

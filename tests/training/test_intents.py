@@ -19,6 +19,7 @@ from training.intents import (
     GUARD_QUANTILE,
     WeightAverage,
     calibrated,
+    encoder_groups,
     length_batches,
     split_validation,
     supervised_contrastive,
@@ -110,12 +111,33 @@ def test_same_seed_same_model() -> None:
         {"precision": "fp16"},
         {"soup": 0},
         {"layers": 0},
+        {"layer_decay": 0.0},
+        {"layer_decay": 1.5},
     ],
 )
 def test_invalid_arguments_are_refused(bad: dict[str, object]) -> None:
     """Training arguments are validated when built, naming the bad field."""
     with pytest.raises(ValueError, match=next(iter(bad))):
         TrainingArguments(**bad)  # type: ignore[arg-type]
+
+
+def test_layer_decay_gives_lower_layers_lower_rates() -> None:
+    """``layer_decay`` 0.5 on a two-layer encoder: the top layer at the full rate, the one
+    below at half, the embeddings at a quarter; every trainable parameter in exactly one
+    group, the frozen word embeddings in none. 1 is a single group at the rate."""
+    model = load_base_encoder(None, "cpu", 128, layers=2).model
+    model.get_input_embeddings().weight.requires_grad_(False)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    groups = encoder_groups(model, 1e-4, 0.5)
+    assert [g["lr"] for g in groups] == pytest.approx([1e-4, 5e-5, 2.5e-5])
+    grouped = [id(p) for g in groups for p in g["params"]]
+    assert sorted(grouped) == sorted(trainable)
+    top, below, bottom = ({id(p) for p in g["params"]} for g in groups)
+    assert {id(p) for p in model.encoder.layer[1].parameters()} == top
+    assert {id(p) for p in model.encoder.layer[0].parameters()} == below
+    assert id(model.embeddings.position_embeddings.weight) in bottom
+    (single,) = encoder_groups(model, 1e-4, 1.0)
+    assert single["lr"] == 1e-4 and len(single["params"]) == len(trainable)
 
 
 def test_fewer_layers_keep_the_base_encoders_first_layers() -> None:
