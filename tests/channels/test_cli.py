@@ -154,3 +154,44 @@ def test_invalid_setting_is_a_clear_error(capsys: pytest.CaptureFixture[str]) ->
     """An out-of-range setting exits with status 2 and names the setting, without a traceback."""
     assert main(["serve", "--port", "70000"]) == 2
     assert "port" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "niceness"),
+    [
+        (["intents", "train", "--train", "missing.csv", "--out", "m"], 19),
+        (["intents", "train", "--train", "missing.csv", "--out", "m", "--nice", "5"], 5),
+        (["dialogues", "index", "--logs", "missing.jsonl", "--out", "m", "--nice", "0"], 0),
+        (["train", "--bot", "missing-bot", "--nice", "7"], 7),
+        (["intents", "eval", "--model", "m", "--test", "missing.csv"], 0),  # not training
+    ],
+)
+def test_training_commands_lower_their_cpu_priority(
+    tmp_path: Path, argv: list[str], niceness: int
+) -> None:
+    """From the command line, training commands run at `--nice` (19 unless given) so that a
+    server on the same cores keeps its latency; other commands keep the priority. (Called
+    with an argument list, as from Python, `main` leaves its process's priority alone.)"""
+    script = (
+        "import os, sys; from channels.cli import main; sys.argv = ['frontdesk', *sys.argv[1:]]; "
+        "before = os.getpriority(os.PRIO_PROCESS, 0); code = main(); "
+        "print(code, os.getpriority(os.PRIO_PROCESS, 0) - before)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "FRONTDESK_HOME": str(tmp_path / "h")},
+    )
+    code, lowered = proc.stdout.split()
+    assert code == "2", proc.stderr  # each stops at its missing input, before any training
+    assert int(lowered) == min(niceness, 19 - os.getpriority(os.PRIO_PROCESS, 0))
+
+
+def test_nice_out_of_range_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["intents", "train", "--train", "t.csv", "--out", "m", "--nice", "20"])
+    assert refused.value.code == 2
+    assert "--nice: expected 0 to 19, got 20" in capsys.readouterr().err
