@@ -470,7 +470,8 @@ def _intents_train(args: argparse.Namespace) -> int:
     else:
         print(
             f"trained {result.intents} intents from {result.train_rows} rows "
-            f"({result.oos_rows} out-of-scope), validated on {result.valid_rows}, "
+            f"({result.oos_rows} out-of-scope), validated on {result.valid_rows}"
+            f"{' (then learnt from too)' if result.head_refitted else ''}, "
             f"{_tuning(result.epochs, result.best_epoch)}, {result.seconds:.0f}s -> "
             f"{result.path}"
         )

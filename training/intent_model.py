@@ -43,6 +43,9 @@ class IntentModelResult:
     epochs: int
     """Fine-tuning epochs planned; 0: the encoder was kept, the head fitted to it."""
     best_epoch: int
+    head_refitted: bool
+    """The head (fitted alone) was fitted again on the validation rows too, once they had
+    set its thresholds: it learnt from all ``train_rows + valid_rows``."""
     seconds: float
     valid_metrics: dict[str, float | int | None]
     problems: tuple[RowProblem, ...]
@@ -102,6 +105,7 @@ def train_intent_model(
         "temperature": head.temperature,
         "threshold": head.threshold,
         "min_similarity": head.min_similarity,
+        "head_refitted": training.validated_head is not None,
     }
     with staging_beside(out) as staging:
         save_bundle(
@@ -114,12 +118,19 @@ def train_intent_model(
         )
         valid_metrics: dict[str, float | int | None] = {}
         if training.valid_rows:
+            # a head refitted with the validation rows would be scored on rows it has
+            # seen: the report is of the head before (same encoder, thresholds, temperature)
+            validated = training.validated_head
+            if validated is not None:
+                validated.save(staging / bundle_files.HEAD_FILE)
             valid_metrics = evaluate_rows(
                 staging,
                 IntentRows(training.valid_texts, training.valid_labels),
                 report_name=VALIDATION_REPORT,
-                model_name=out.name,
+                model_name=out.name if validated is None else f"{out.name} (before the refit)",
             )
+            if validated is not None:
+                head.save(staging / bundle_files.HEAD_FILE)
     return IntentModelResult(
         path=out,
         intents=len(head.intents),
@@ -129,6 +140,7 @@ def train_intent_model(
         - (oos_in(training.valid_labels, oos_label) if valid is None else 0),  # carved out
         epochs=training.epochs,
         best_epoch=training.best_epoch,
+        head_refitted=training.validated_head is not None,
         seconds=time.perf_counter() - started,
         valid_metrics=valid_metrics,
         problems=tuple(problems),

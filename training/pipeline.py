@@ -96,9 +96,15 @@ def is_stale(
     return args is not None and _trained_otherwise(manifest.get("training_args") or {}, args)
 
 
-BEFORE_THE_FIELD = {"fine_tune_min_rows": 0, "fine_tune_min_valid_rows": 0, "probe_steps": 0}
+BEFORE_THE_FIELD = {
+    "fine_tune_min_rows": 0,
+    "fine_tune_min_valid_rows": 0,
+    "probe_steps": 0,
+    "refit_head": False,
+}
 """What a Frontdesk that predates these training arguments did: it fine-tuned whatever
-the rows, and ``epochs`` 0 kept the intents' centroids."""
+the rows, ``epochs`` 0 kept the intents' centroids, and a head was never fitted again
+with the validation rows."""
 
 
 def _trained_otherwise(saved: Mapping[str, Any], args: TrainingArguments) -> bool:
@@ -181,6 +187,7 @@ def train_bot(
             "training_args": asdict(args),
             "epochs": training.epochs,
             "best_epoch": training.best_epoch,
+            "head_refitted": training.validated_head is not None,
             "history": [asdict(r) for r in training.history],
             "reply_calibration": calibration.to_json(),
             "context_encoding": context.to_json(),

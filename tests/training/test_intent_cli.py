@@ -229,7 +229,8 @@ def test_train_reports_skipped_rows_once_before_training_and_counts_its_own_oos_
     training, not again after it); the summary's out-of-scope count is of the
     rows trained on, after the validation carve-out; the model folder is readable by
     others as the umask allows (not a private temporary folder's 0700); the validation
-    report is titled with the model's name."""
+    report is titled with the model's name and, the head being fitted again with the
+    validation rows, says that it is of the head before."""
     import os
 
     rows = [(t, y) for y, texts in TRAIN.items() for t in texts]
@@ -251,7 +252,8 @@ def test_train_reports_skipped_rows_once_before_training_and_counts_its_own_oos_
     os.umask(umask)
     assert (out.stat().st_mode & 0o777) == 0o777 & ~umask
     report = (out / "reports/validation/report.md").read_text()
-    assert report.startswith("# Intent model m on validation")
+    assert manifest["head_refitted"] is True  # the head alone, then fitted to all rows
+    assert report.startswith("# Intent model m (before the refit) on validation")
 
 
 def test_eval_keeps_the_validation_report_and_warns_of_unseen_intents(

@@ -257,6 +257,40 @@ def _unit(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return out
 
 
+def test_a_head_fitted_alone_then_learns_from_the_rows_that_set_its_thresholds() -> None:
+    """With the head fitted alone and validation rows carved out, the head that set the
+    temperature and thresholds is kept as ``validated_head`` and the head is fitted again
+    on all rows, those thresholds kept: it fits the validation rows better than before.
+    Not with validation rows given apart (they stay unseen), nor when fine-tuning."""
+    texts, labels = [t for t, _ in SIX_PER_INTENT], [y for _, y in SIX_PER_INTENT]
+    args = TrainingArguments(valid_fraction=0.3, seed=5)
+    base = Encoder(base_model_path())
+    refit = train_intents(base, texts, labels, args, progress=False)
+    plain = train_intents(base, texts, labels, replace(args, refit_head=False), progress=False)
+    assert plain.validated_head is None and refit.validated_head is not None
+    np.testing.assert_array_equal(refit.validated_head.weight, plain.head.weight)
+    kept = ("temperature", "threshold", "min_similarity")
+    assert [getattr(refit.head, k) for k in kept] == [getattr(plain.head, k) for k in kept]
+    assert not np.allclose(refit.head.weight, plain.head.weight)
+
+    emb = base.encode(refit.valid_texts)
+    right = np.asarray([plain.head.labels.index(y) for y in refit.valid_labels])
+
+    def right_logit(head: IntentHead) -> float:
+        return float(head.logits(emb)[np.arange(len(right)), right].mean())
+
+    assert right_logit(refit.head) > right_logit(plain.head) + 0.5
+
+    given = train_intents(
+        base, texts, labels, args, valid_texts=texts[:3], valid_labels=labels[:3], progress=False
+    )
+    assert given.epochs == 0 and given.validated_head is None
+    tuned = train_intents(
+        Encoder(base_model_path()), texts, labels, replace(args, epochs=1), progress=False
+    )
+    assert tuned.validated_head is None
+
+
 def test_oos_rows_do_not_count_as_rows_of_an_intent() -> None:
     """Out-of-scope rows, however many, do not make the intents' few rows enough to
     fine-tune on: 4 training rows an intent and 30 oos rows keep the base encoder."""

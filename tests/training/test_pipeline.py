@@ -118,6 +118,13 @@ def test_staleness_follows_the_training_options(shop_home: Path, tmp_path: Path)
     as_before = replace(asked, fine_tune_min_rows=0, fine_tune_min_valid_rows=0, probe_steps=0)
     assert not is_stale(SHOP, oldest, as_before)
 
+    # nor was a head fitted again with its validation rows
+    unrefitted = _republished(
+        registry, tmp_path / "unrefitted", lambda m: m["training_args"].pop("refit_head")
+    )
+    assert is_stale(SHOP, unrefitted, asked)
+    assert not is_stale(SHOP, unrefitted, replace(asked, refit_head=False))
+
 
 def test_staleness_follows_the_chat_logs(shop_home: Path, tmp_path: Path) -> None:
     """The model is stale once the chat logs it would be indexed from hold something else:
