@@ -129,28 +129,33 @@ def _read_csv_rows(path: Path, reader: Any) -> IntentRows:
             row = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:
-            problems.append(RowProblem(path, reader.line_num, str(exc)))
+        except csv.Error as exc:  # e.g. a runaway quote past the field size limit
+            problems.append(RowProblem(path, start, _spanning(str(exc), start, reader)))
             continue
-        line = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
             message = f"expected {len(header)} columns, got {len(row)}"
-            if line > start:
-                message += (
-                    f" in lines {start}-{line}, read as one row: "
-                    f"a quote opened on line {start} may not be closed"
-                )
-            problems.append(RowProblem(path, start, message))
+            problems.append(RowProblem(path, start, _spanning(message, start, reader)))
             continue
         text, label = row[ti].strip(), row[li].strip()
         if not text or not label:
-            problems.append(RowProblem(path, line, "empty `text` or intent"))
+            problems.append(RowProblem(path, start, "empty `text` or intent"))
             continue
         texts.append(text)
         labels.append(label)
     return _checked(path, texts, labels, problems)
+
+
+def _spanning(message: str, start: int, reader: Any) -> str:
+    """``message`` about the row read from line ``start`` to the reader's line, and where
+    that is more than one line, what probably made it so."""
+    if reader.line_num <= start:
+        return message
+    return (
+        f"{message} in lines {start}-{reader.line_num}, read as one row: "
+        f"a quote opened on line {start} may not be closed"
+    )
 
 
 def _read_parallel(folder: Path) -> IntentRows:

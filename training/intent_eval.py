@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from retrieval.bundle import MANIFEST, Bundle
+from retrieval.intent_head import IntentHead
 from retrieval.registry import POINTER, Registry
 from training.evaluation import metrics, predictions
 from training.intent_data import IntentDataError, IntentRows, RowProblem, read_intent_rows
@@ -29,7 +30,7 @@ def evaluate_model(
     ``test`` and the rows skipped as malformed; writes ``model/reports/<name>/``."""
     rows = read_intent_rows(test)
     name = report_name or _name(test)
-    if report_name is None and name == VALIDATION_REPORT:  # training's report stays
+    if report_name is None and name.casefold() == VALIDATION_REPORT:  # training's stays
         name = f"{name}-test"
     return evaluate_rows(model, rows, report_name=name), rows.problems
 
@@ -52,11 +53,19 @@ def model_folder(path: Path) -> Path:
 
 
 def evaluate_rows(
-    model: Path, rows: IntentRows, *, report_name: str, model_name: str | None = None
+    model: Path,
+    rows: IntentRows,
+    *,
+    report_name: str,
+    model_name: str | None = None,
+    head: IntentHead | None = None,
 ) -> dict[str, float | int | None]:
     """``model_name``: what the report calls the model (``model``'s folder name unless
-    given: training evaluates a model still in its staging folder)."""
+    given: training evaluates a model still in its staging folder); ``head``: scored in
+    place of the bundle's (training's report of a head before its refit)."""
     bundle = Bundle.load(model)
+    if head is not None:
+        bundle.head = head
     head = bundle.head
     oos_label = head.oos_label or str(bundle.manifest.get("oos_label") or "oos")
     unseen = Counter(y for y in rows.labels if y != oos_label and y not in head.intents)

@@ -121,16 +121,13 @@ def train_intent_model(
             # a head refitted with the validation rows would be scored on rows it has
             # seen: the report is of the head before (same encoder, thresholds, temperature)
             validated = training.validated_head
-            if validated is not None:
-                validated.save(staging / bundle_files.HEAD_FILE)
             valid_metrics = evaluate_rows(
                 staging,
                 IntentRows(training.valid_texts, training.valid_labels),
                 report_name=VALIDATION_REPORT,
                 model_name=out.name if validated is None else f"{out.name} (before the refit)",
+                head=validated,
             )
-            if validated is not None:
-                head.save(staging / bundle_files.HEAD_FILE)
     return IntentModelResult(
         path=out,
         intents=len(head.intents),

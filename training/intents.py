@@ -30,6 +30,7 @@ from retrieval.encoder import Encoder
 from retrieval.intent_head import IntentHead
 from training import calibration
 from training.args import TrainingArguments
+from training.errors import TrainingError
 from training.intent_data import OOS_LABEL, IntentDataError
 from training.precision import uses_bf16
 
@@ -143,6 +144,8 @@ def encoder_groups(model: Any, lr: float, layer_decay: float) -> list[dict[str, 
     trainable = [p for p in model.parameters() if p.requires_grad]
     if layer_decay == 1:
         return [{"params": trainable, "lr": lr}]
+    if not hasattr(getattr(model, "encoder", None), "layer"):
+        raise TrainingError("layer_decay needs a BERT-style encoder (encoder.layer)")
     stack = list(model.encoder.layer)
     depth = {id(p): i for i, layer in enumerate(stack) for p in layer.parameters()}
     groups: dict[int, list[Any]] = {}

@@ -8,6 +8,7 @@ Frontdesk model is never replaced.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -24,19 +25,25 @@ def check_out(out: Path) -> None:
     path under a file."""
     if out.is_symlink():
         raise IntentDataError(
-            f"{out}: is a symbolic link; give the folder it points to ({out.resolve()})"
+            f"{out}: is a symbolic link; give the folder it points to ({os.readlink(out)})"
         )
+    out = absolute(out)
     if out.exists() and not out.is_dir():
         raise IntentDataError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not is_model(out):
         raise IntentDataError(
             f"{out}: folder is not empty and holds no model; choose an empty or new folder"
         )
-    for parent in out.absolute().parents:
+    for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise IntentDataError(f"{out}: {parent} is a file, not a folder")
             break
+
+
+def absolute(path: Path) -> Path:
+    """``path`` from the root, with ``.`` and ``..`` resolved but links kept."""
+    return Path(os.path.abspath(path))
 
 
 def is_model(folder: Path) -> bool:
@@ -54,6 +61,7 @@ def staging_beside(out: Path) -> Iterator[Path]:
     """A new empty folder next to ``out`` (made with the process's umask, as ``out`` itself
     would be) to write the model into; on success it replaces ``out``, on any error it
     is removed and ``out`` is left alone."""
+    out = absolute(out)  # `.` has no name and is its own parent
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()

@@ -223,7 +223,7 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_train_reports_skipped_rows_once_before_training_and_counts_its_own_oos_rows(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Malformed rows are listed on standard error once (as they are read, before
     training, not again after it); the summary's out-of-scope count is of the
@@ -240,7 +240,8 @@ def test_train_reports_skipped_rows_once_before_training_and_counts_its_own_oos_
         main(["intents", "train", "--train", str(train), "--out", str(out), "--epochs", "0"]) == 0
     )
     captured = capsys.readouterr()
-    assert captured.err.count("train.csv:") == 2  # each skipped row once
+    assert captured.err.count("train.csv:") == 2  # each skipped row once ...
+    assert "skipped" not in caplog.text  # ... and not logged as well
     manifest = json.loads((out / "manifest.json").read_text())
     labels = [y for _, y in rows]
     args = TrainingArguments()
@@ -254,6 +255,25 @@ def test_train_reports_skipped_rows_once_before_training_and_counts_its_own_oos_
     report = (out / "reports/validation/report.md").read_text()
     assert manifest["head_refitted"] is True  # the head alone, then fitted to all rows
     assert report.startswith("# Intent model m (before the refit) on validation")
+
+
+def test_out_may_be_the_current_folder(
+    model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--out .` inside a model folder replaces that model (the new one is staged beside the
+    folder, not inside it, where replacing the folder would delete it)."""
+    import shutil
+
+    here = tmp_path / "m"
+    shutil.copytree(model, here)
+    before = json.loads((here / "manifest.json").read_text())["created_at"]
+    train = _csv(tmp_path / "train.csv", [(t, y) for y, texts in TRAIN.items() for t in texts])
+    monkeypatch.chdir(here)
+    assert main(["intents", "train", "--train", str(train), "--out", ".", "--epochs", "0"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert json.loads((here / "manifest.json").read_text())["created_at"] != before
+    assert Bundle.load(here).head.intents == ("greet", "password", "refund", "track")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 def test_eval_keeps_the_validation_report_and_warns_of_unseen_intents(

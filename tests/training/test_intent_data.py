@@ -47,6 +47,20 @@ def test_an_unclosed_quote_is_reported_where_it_opens(tmp_path: Path) -> None:
     )
 
 
+def test_an_unclosed_quote_in_a_large_file_is_reported_where_it_opens(tmp_path: Path) -> None:
+    """Past csv's field size limit (128 KB) the runaway quote is a csv error, not a short
+    row: still reported at the line it opened on."""
+    path = tmp_path / "train.csv"
+    body = "".join(f"where is my parcel number {i},track\n" for i in range(5000))
+    path.write_text(f'text,intent\nhello,greet\n"unterminated,refund\n{body}')
+    rows = read_intent_rows(path)
+    assert rows.texts[0] == "hello"
+    (problem,) = rows.problems
+    assert problem.line == 3
+    assert problem.message.startswith("field larger than field limit")
+    assert "a quote opened on line 3 may not be closed" in problem.message
+
+
 def test_a_quoted_text_over_several_lines_is_one_row(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     path.write_text('text,intent\n"my parcel\nhas not come",track\nbye,goodbye\n')
