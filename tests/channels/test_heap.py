@@ -15,6 +15,7 @@ def thawed() -> Iterator[None]:
     assert gc.get_freeze_count() == 0, "another test left the heap frozen"
     yield
     gc.unfreeze()
+    heap._Freeze.holders = 0  # a failed test's holders must not keep later ones frozen
 
 
 class Node:
@@ -25,10 +26,11 @@ class Node:
 def test_the_freeze_lasts_until_the_last_holder_releases_it() -> None:
     heap.settle()
     heap.settle()  # a second runtime in the same process
-    frozen = gc.get_freeze_count()
-    assert frozen > 0
+    assert gc.get_freeze_count() > 0
     heap.release()
-    assert gc.get_freeze_count() == frozen  # the other runtime still relies on it
+    # the other runtime still relies on it. (Not "the same count": a frozen object that
+    # another thread frees by reference counting leaves the frozen generation.)
+    assert gc.get_freeze_count() > 0
     heap.release()
     assert gc.get_freeze_count() == 0
     heap.release()  # one release too many is harmless
