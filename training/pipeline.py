@@ -93,7 +93,10 @@ def is_stale(
             return True  # cannot tell what it was indexed from
     elif saved_logs != logs_digest(_default_logs(bot_dir) if logs is None else logs):
         return True
-    return args is not None and _trained_otherwise(manifest.get("training_args") or {}, args)
+    if args is None:
+        return False
+    fine_tuned = bool(manifest.get("epochs"))
+    return _trained_otherwise(manifest.get("training_args") or {}, args, fine_tuned=fine_tuned)
 
 
 BEFORE_THE_FIELD = {
@@ -107,14 +110,22 @@ the rows, ``epochs`` 0 kept the intents' centroids, and a head was never fitted 
 with the validation rows."""
 
 
-def _trained_otherwise(saved: Mapping[str, Any], args: TrainingArguments) -> bool:
+ONLY_FOR_A_KEPT_ENCODER = {"refit_head"}
+"""Arguments that change nothing when the encoder was fine-tuned."""
+
+
+def _trained_otherwise(
+    saved: Mapping[str, Any], args: TrainingArguments, *, fine_tuned: bool = False
+) -> bool:
     """Whether ``args`` asks for another model than the manifest's ``saved`` arguments
     describe; an argument a bundle predates counts as what was done before it existed
-    (its default, unless :data:`BEFORE_THE_FIELD` says otherwise)."""
+    (its default, unless :data:`BEFORE_THE_FIELD` says otherwise). For a ``fine_tuned``
+    bundle the arguments of :data:`ONLY_FOR_A_KEPT_ENCODER` are not compared."""
+    ignored = {"device", *(ONLY_FOR_A_KEPT_ENCODER if fine_tuned else ())}
     return any(
         saved.get(f.name, BEFORE_THE_FIELD.get(f.name, f.default)) != getattr(args, f.name)
         for f in fields(TrainingArguments)
-        if f.name != "device"
+        if f.name not in ignored
     )
 
 

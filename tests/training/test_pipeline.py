@@ -118,12 +118,20 @@ def test_staleness_follows_the_training_options(shop_home: Path, tmp_path: Path)
     as_before = replace(asked, fine_tune_min_rows=0, fine_tune_min_valid_rows=0, probe_steps=0)
     assert not is_stale(SHOP, oldest, as_before)
 
-    # nor was a head fitted again with its validation rows
-    unrefitted = _republished(
-        registry, tmp_path / "unrefitted", lambda m: m["training_args"].pop("refit_head")
-    )
-    assert is_stale(SHOP, unrefitted, asked)
-    assert not is_stale(SHOP, unrefitted, replace(asked, refit_head=False))
+    # nor was a head fitted alone fitted again with its validation rows; that changes
+    # nothing for a fine-tuned bundle (the fixture's: 4 epochs)
+    def before_refit(epochs: int) -> Callable[[dict[str, Any]], None]:
+        def edit(manifest: dict[str, Any]) -> None:
+            manifest["training_args"].pop("refit_head")
+            manifest["epochs"] = epochs
+
+        return edit
+
+    head_alone = _republished(registry, tmp_path / "head-alone", before_refit(0))
+    assert is_stale(SHOP, head_alone, asked)
+    assert not is_stale(SHOP, head_alone, replace(asked, refit_head=False))
+    tuned = _republished(registry, tmp_path / "tuned", before_refit(4))
+    assert not is_stale(SHOP, tuned, asked)
 
 
 def test_staleness_follows_the_chat_logs(shop_home: Path, tmp_path: Path) -> None:
