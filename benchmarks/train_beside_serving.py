@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,8 @@ def run(
     work = Path(tempfile.mkdtemp(prefix="fd-beside-"))
     server = pool = None
     windows: list[dict[str, Any]] = []
+    train_s: float | None = None  # None: no training, or not done within --limit
+    result: dict[str, Any] | None = None
     try:
         if serve:
             server = Server(args.home, label=label.replace(" ", "-").replace(",", ""))
@@ -109,14 +112,13 @@ def run(
                 break
         if trainer is not None:
             trainer.kill()
-            train_s = None
-            result = None
     finally:
         if pool is not None:
             pool.close()
         if server is not None:
             server.stop()
-    return summary(label, windows, train_s if train else None, result if train else None)
+        shutil.rmtree(work, ignore_errors=True)
+    return summary(label, windows, train_s, result)
 
 
 def summary(

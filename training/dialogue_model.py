@@ -4,7 +4,6 @@ ranker and the FAISS index of their (context -> reply) pairs; the 1-of-100 ranki
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,14 +27,12 @@ from training.dialogue_eval import (
     ranks,
     score_cases_with_index,
 )
-from training.errors import TrainingError
+from training.errors import TrainingError, log_skipped
 from training.outdir import check_out, staging_beside
 from training.pipeline import build_index, save_bundle
 from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments, RankerTraining, split_conversations, train_ranker
 from training.reply_calibration import fit_reply_calibration
-
-log = logging.getLogger(__name__)
 
 SERVED_K = 5
 """Replies the server asks the bundle for (``Bundle.analyze``'s ``k``); eval searches as deep."""
@@ -85,7 +82,7 @@ def index_dialogues(
     rules = rules or RedactionRules()
     check_out(out)
     logs, problems = read_all(sources)
-    (on_problems or _log_problems)(problems)  # before training: it may take minutes
+    (on_problems or log_skipped)(problems)  # before training: it may take minutes
     redact = Redactor(rules)
     if not logs:
         raise TrainingError(f"no conversations in {', '.join(map(str, sources))}")
@@ -188,8 +185,3 @@ def _device(requested: str) -> str:
     from training.args import TrainingArguments
 
     return TrainingArguments(device=requested).resolved_device()
-
-
-def _log_problems(problems: Sequence[ReadProblem]) -> None:
-    for problem in problems:
-        log.warning("skipped: %s", problem)

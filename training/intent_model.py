@@ -7,7 +7,6 @@ under ``reports/validation/``.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from retrieval import bundle as bundle_files
 from retrieval.index import DialogueIndex
 from training.args import TrainingArguments, load_base_encoder
+from training.errors import log_skipped
 from training.intent_data import (
     OOS_LABEL,
     IntentRows,
@@ -28,8 +28,6 @@ from training.intents import train_intents
 from training.outdir import check_out, staging_beside
 from training.pipeline import save_bundle
 from training.precision import resolved as resolved_precision
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def train_intent_model(
     valid_rows = read_intent_rows(valid) if valid is not None else None
     if valid_rows is not None:
         problems.extend(valid_rows.problems)
-    (on_problems or _log_problems)(problems)  # before training: it may take minutes
+    (on_problems or log_skipped)(problems)  # before training: it may take minutes
 
     device = args.resolved_device()
     encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
@@ -146,8 +144,3 @@ def train_intent_model(
 
 def oos_in(labels: Sequence[str], oos_label: str) -> int:
     return sum(1 for label in labels if label == oos_label)
-
-
-def _log_problems(problems: Sequence[RowProblem]) -> None:
-    for problem in problems:
-        log.warning("skipped: %s", problem)

@@ -355,10 +355,13 @@ def train_intents(
     def class_weights() -> torch.Tensor:
         return args.logit_scale * torch.nn.functional.normalize(class_vectors, dim=-1)
 
+    def head_weight() -> npt.NDArray[np.float32]:
+        """The class weights as the head stores them (C, D)."""
+        out: npt.NDArray[np.float32] = class_weights().detach().float().cpu().numpy()
+        return out
+
     def valid_logits() -> npt.NDArray[np.float32]:
-        emb = encoder.encode(valid_texts)  # (V, D)
-        weights = class_weights().detach().float().cpu().numpy()
-        out: npt.NDArray[np.float32] = emb @ weights.T
+        out: npt.NDArray[np.float32] = encoder.encode(valid_texts) @ head_weight().T  # (V, C)
         return out
 
     def valid_accuracy() -> float | None:
@@ -465,7 +468,7 @@ def train_intents(
         log.info("soup of %d models: valid accuracy %s", len(members), valid_accuracy())
     model.eval()
 
-    weight = class_weights().detach().float().cpu().numpy()
+    weight = head_weight()
     head = IntentHead(
         labels=names,
         weight=weight,
@@ -509,7 +512,7 @@ def train_intents(
             np.concatenate([y, vy[vy >= 0]]),
             args,
         )
-        head = replace(head, weight=class_weights().detach().float().cpu().numpy())
+        head = replace(head, weight=head_weight())
     return IntentTraining(
         head,
         tuple(history),

@@ -57,33 +57,27 @@ def is_model(folder: Path) -> bool:
 
 
 @contextmanager
-def staging_beside(out: Path) -> Iterator[Path]:
-    """A new empty folder next to ``out`` (made with the process's umask, as ``out`` itself
-    would be) to write the model into; on success it replaces ``out``, on any error it
-    is removed and ``out`` is left alone."""
-    out = absolute(out)  # `.` has no name and is its own parent
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}-{uuid.uuid4().hex[:8]}"
+def staging_in(root: Path, prefix: str = ".staging") -> Iterator[Path]:
+    """A new empty folder under ``root``, made with the process's umask (as the model folder
+    itself would be), to write a bundle into; removed on any error. The caller moves it
+    into place (a registry's next version)."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f"{prefix}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
         yield staging
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
 @contextmanager
-def staging_in(root: Path) -> Iterator[Path]:
-    """A new empty folder under ``root`` (umask permissions) for a bundle that the caller
-    moves elsewhere (a registry's next version); removed on any error."""
-    root.mkdir(parents=True, exist_ok=True)
-    staging = root / f".staging-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+def staging_beside(out: Path) -> Iterator[Path]:
+    """:func:`staging_in` next to ``out``: on success the staged folder replaces ``out``;
+    on any error it is removed and ``out`` is left alone."""
+    out = absolute(out)  # `.` has no name and is its own parent
+    with staging_in(out.parent, f".{out.name}") as staging:
         yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
