@@ -1,11 +1,15 @@
 """(context window -> agent reply) pairs from chat logs, for the index and the ranker.
 
 Every agent turn with at least one customer turn before it is a pair; its context is the
-last few turns before it (any role), written most recent first with the role of each, so
-that truncating a long context drops the oldest turn. Bot turns are context, never answers:
-only what people wrote is reused. Personal data is redacted before a text leaves here, and
-replies that are the same canned answer (up to case, punctuation, numbers and placeholders)
-share a ``group`` so that one answer written 5,000 times counts once where it matters.
+last few turns that people wrote before it (the customer's and the agent's), written most
+recent first with the role of each, so that truncating a long context drops the oldest turn.
+Bot turns (answers, hand-over and queue notices) are neither context nor answers: an agent's
+first reply after a hand-over is paired with the customer's question from before it, not
+with "I'll pass you to a colleague", and serving reads its windows the same way
+(:func:`message_window`). Only what people wrote is reused. Personal data is redacted
+before a text leaves here, and replies that are the same canned answer (up to case,
+punctuation, numbers and placeholders) share a ``group`` so that one answer written 5,000
+times counts once where it matters.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from retrieval.index import IndexedTurn
 
 CONTEXT_TURNS = 3
 SEPARATOR = " [SEP] "
-_SPEAKER = {TurnRole.CUSTOMER: "customer", TurnRole.AGENT: "agent", TurnRole.BOT: "agent"}
+_SPEAKER = {TurnRole.CUSTOMER: "customer", TurnRole.AGENT: "agent"}
+_PEOPLE = frozenset(_SPEAKER)
 
 _PLACEHOLDER = re.compile(r"\{\{[^{}]*\}\}|\[[A-Z_]+\]")
 _NOT_WORD = re.compile(r"[^\w]+")
@@ -26,16 +31,19 @@ _DIGITS = re.compile(r"\d+")
 
 
 def context_text(turns: Sequence[tuple[TurnRole, str]]) -> str:
-    """The context window as the ranker reads it: ``turns`` oldest first -> most recent first."""
-    return SEPARATOR.join(f"{_SPEAKER[role]}: {text}" for role, text in reversed(turns))
+    """The context window as the ranker reads it: ``turns`` oldest first -> most recent first
+    (turns by anyone but the customer or an agent are left out)."""
+    return SEPARATOR.join(
+        f"{_SPEAKER[role]}: {text}" for role, text in reversed(turns) if role in _PEOPLE
+    )
 
 
 def message_window(history: Sequence[tuple[str, str]], message: str) -> str:
     """At serving time: the customer's new ``message`` with the turns before it
     (``(role, text)``, oldest first, roles ``customer`` / ``bot`` / ``agent``), the same
-    window the ranker was trained on."""
-    turns = [(TurnRole(role), text) for role, text in history[-(CONTEXT_TURNS - 1) :]]
-    return context_text([*turns, (TurnRole.CUSTOMER, message)])
+    window the ranker was trained on: the bot's turns are left out."""
+    people = [(TurnRole(role), text) for role, text in history if role != TurnRole.BOT]
+    return context_text([*people[-(CONTEXT_TURNS - 1) :], (TurnRole.CUSTOMER, message)])
 
 
 def reply_key(text: str) -> str:
@@ -62,15 +70,20 @@ def dialogue_pairs(
     seen: set[tuple[str, str]] = set()
     groups: dict[str, int] = {}
     for log in logs:
+        # positions stay those of the log; the windows skip what the bot said
         turns = [(turn.role, clean(turn.text.strip())) for turn in log.turns]
+        people: list[tuple[TurnRole, str]] = []
         customer_seen = False
         for position, (role, text) in enumerate(turns):
+            if role not in _PEOPLE:
+                continue
             if role is TurnRole.AGENT and customer_seen:
-                context = context_text(turns[max(0, position - window) : position])
+                context = context_text(people[-window:])
                 key = (context.lower(), text.lower())
                 if keep_repeats or key not in seen:
                     seen.add(key)
                     group = groups.setdefault(reply_key(text), len(groups))
                     pairs.append(IndexedTurn(log.id, position, context, text, group))
+            people.append((role, text))
             customer_seen = customer_seen or role is TurnRole.CUSTOMER
     return pairs

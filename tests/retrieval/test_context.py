@@ -60,6 +60,19 @@ def test_window_turns_undo_context_text() -> None:
     assert window_turns(message_window([], "hi")) == ["hi"]
 
 
+def test_a_serving_window_leaves_the_bots_turns_out() -> None:
+    """What the bot said (answers, hand-over and queue notices) is no context: the window
+    holds the customer's and the agents' turns, as the pairs it was trained on do."""
+    history = [
+        ("customer", "do you ship to the US?"),
+        ("bot", "I'll pass you to one of my colleagues."),
+        ("bot", "You are number 1 in the queue."),
+        ("customer", "hello?"),
+    ]
+    window = message_window(history, "anyone there?")
+    assert window_turns(window) == ["anyone there?", "hello?", "do you ship to the US?"]
+
+
 def test_fuse_is_the_normalised_weighted_sum_of_the_newest_turns() -> None:
     """Weights apply most recent first; turns beyond them are dropped."""
     e = np.eye(4, dtype=np.float32)
@@ -152,7 +165,7 @@ def test_a_fused_bundle_serves_the_windows_it_indexed_encoding_only_new_text() -
     encoder = HashEncoder()
     encoding = ContextEncoding("fused")
     bundle = make_bundle(encoding, encoder)
-    history: list[tuple[str, str]] = [("customer", "hi"), ("bot", "Hello! How can I help?")]
+    history: list[tuple[str, str]] = [("customer", "hi"), ("agent", "Hello! How can I help?")]
     first = message_window(history, "my parcel never came")
     (analysis,) = bundle.analyze(["my parcel never came"], [first])
     assert sorted(encoder.encoded) == [
@@ -163,7 +176,7 @@ def test_a_fused_bundle_serves_the_windows_it_indexed_encoding_only_new_text() -
     assert analysis.replies[0].text == "I'll resend it."
 
     encoder.calls.clear()
-    history += [("customer", "my parcel never came"), ("bot", "Sorry! Your order number?")]
+    history += [("customer", "my parcel never came"), ("agent", "Sorry! Your order number?")]
     second = message_window(history, "it is 1234")
     bundle.analyze(["it is 1234"], [second])
     assert encoder.encoded == ["it is 1234", "agent: Sorry! Your order number?"]  # one pass
@@ -180,7 +193,7 @@ def test_a_joint_bundle_encodes_the_message_and_its_window() -> None:
     encode the message, then its whole window cut to JOINT_TOKENS."""
     encoder = HashEncoder()
     bundle = make_bundle(ContextEncoding(), encoder)
-    window = message_window([("customer", "hi"), ("bot", "Hello!")], "refund please")
+    window = message_window([("customer", "hi"), ("agent", "Hello!")], "refund please")
     (analysis,) = bundle.analyze(["refund please"], [window])
     assert encoder.calls == [(["refund please"], None), ([window], JOINT_TOKENS)]
     assert analysis.intents[0][0] == "refund"

@@ -22,7 +22,7 @@ def test_every_agent_turn_after_a_customer_turn_with_three_turns_of_context() ->
         (A, "Let me check."),
         (A, "It ships today."),  # agent after agent: still a pair
         (C, "thanks"),
-        (B, "You're welcome"),  # bot turns are context, never answers
+        (B, "You're welcome"),  # bot turns are neither context nor answers
         (A, "Anything else?"),
     )
     pairs = dialogue_pairs([log])
@@ -36,10 +36,26 @@ def test_every_agent_turn_after_a_customer_turn_with_three_turns_of_context() ->
         pairs[0].context == "customer: where is my order [SEP] customer: hi [SEP] agent: Welcome!"
     )
     assert pairs[2].context == context_text(
-        [(A, "It ships today."), (C, "thanks"), (B, "You're welcome")]
+        [(A, "Let me check."), (A, "It ships today."), (C, "thanks")]
     )
-    assert pairs[2].context.startswith("agent: You're welcome [SEP] customer: thanks")
+    assert pairs[2].context.startswith("customer: thanks [SEP] agent: It ships today.")
+    assert "welcome" not in pairs[2].context
     assert {p.conversation_id for p in pairs} == {"c1"}
+
+
+def test_an_agents_first_reply_after_a_hand_over_answers_the_question_before_it() -> None:
+    """The bot's hand-over and queue notices between a question and the agent's answer do
+    not become the answer's context: the customer's question does."""
+    log = chat(
+        "h1",
+        (C, "can I pick my order up in Hamburg?"),
+        (B, "I'll pass you to one of my colleagues."),
+        (B, "You are number 2 in the queue."),
+        (A, "Yes, click & collect at our Hamburg warehouse is free."),
+    )
+    (pair,) = dialogue_pairs([log])
+    assert pair.context == "customer: can I pick my order up in Hamburg?"
+    assert pair.turn == 3
 
 
 def test_near_duplicate_replies_share_a_group_and_repeats_are_kept_once() -> None:
