@@ -21,6 +21,7 @@ from channels.errors import ChannelError
 from channels.settings import DATABASE_FILE, Settings
 
 if TYPE_CHECKING:
+    from retrieval.bundle import Bundle
     from training.args import TrainingArguments
 
 CONTEXT_HELP = (
@@ -125,6 +126,36 @@ def lower_priority(by: int) -> None:
         os.nice(by)
 
 
+def _served_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The eval commands' model: a bundle as the server loads it (``_served_bundle``)."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="MODEL",
+        help="the bundle to score: a bundle folder, `current` or a version name (v0003) in "
+        "the home's models/ (what `serve` loads), or a models/ folder (its current)",
+    )
+    parser.add_argument(
+        "--home", type=Path, help="data folder (default: $FRONTDESK_HOME or .frontdesk)"
+    )
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--int8",
+        dest="int8",
+        action="store_const",
+        const=True,
+        help="score the encoder's int8 export (default: as the server, FRONTDESK_ENCODER_INT8)",
+    )
+    precision.add_argument(
+        "--fp32",
+        dest="int8",
+        action="store_const",
+        const=False,
+        help="score the fp32 encoder (default: as the server, FRONTDESK_ENCODER_INT8)",
+    )
+    parser.set_defaults(bot=None)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frontdesk", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
@@ -202,7 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     itrain.add_argument("--json", action="store_true", help="print the result as JSON")
     itrain.set_defaults(run=_intents_train)
     ieval = isub.add_parser("eval", help="evaluate an intent model on labelled rows")
-    ieval.add_argument("--model", type=Path, required=True, help="model folder")
+    _served_model_flags(ieval)
     ieval.add_argument("--test", type=Path, required=True, help="CSV, nlu.yml or bot folder")
     ieval.add_argument("--json", action="store_true", help="print one JSON object")
     ieval.set_defaults(run=_intents_eval)
@@ -248,7 +279,7 @@ def _parser() -> argparse.ArgumentParser:
     dindex.add_argument("--json", action="store_true", help="print the result as JSON")
     dindex.set_defaults(run=_dialogues_index)
     deval = dsub.add_parser("eval", help="1-of-100 response ranking on held-out chat logs")
-    deval.add_argument("--model", type=Path, required=True, help="model folder")
+    _served_model_flags(deval)
     deval.add_argument("--logs", type=Path, required=True, action="append", help="test logs")
     deval.add_argument("--json", action="store_true", help="print one JSON object")
     deval.set_defaults(run=_dialogues_eval)
@@ -430,12 +461,38 @@ def _dialogues_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _served_bundle(args: argparse.Namespace) -> Bundle:
+    """The bundle ``--model`` names, loaded as ``frontdesk serve`` loads it
+    (``channels.runtime.load_current_bundle``): the same settings (``--home`` or
+    FRONTDESK_HOME, FRONTDESK_ENCODER_INT8 unless ``--int8`` / ``--fp32``,
+    FRONTDESK_ENCODER_THREADS), the same ``Bundle.load``."""
+    from retrieval.bundle import Bundle
+    from retrieval.registry import resolve_model
+
+    settings = _settings(args, encoder_int8=args.int8)
+    path = resolve_model(args.model, settings.models_dir).absolute()
+    return Bundle.load(path, settings.encoder_int8, settings.encoder_threads)
+
+
+def _scored(bundle: Bundle) -> dict[str, str | None]:
+    """What an eval scored, after its figures: the bundle's folder, its registry version
+    (None for a folder outside a registry) and the encoder's precision."""
+    from retrieval.registry import is_version
+
+    return {
+        "model": str(bundle.path),
+        "version": bundle.version if is_version(bundle.version) else None,
+        "precision": bundle.precision,
+    }
+
+
 def _dialogues_eval(args: argparse.Namespace) -> int:
     from training.dialogue_model import evaluate_dialogues
 
-    numbers, problems = evaluate_dialogues(args.model, args.logs)
+    bundle = _served_bundle(args)
+    numbers, problems = evaluate_dialogues(bundle, args.logs)
     _print_problems([str(p) for p in problems])
-    _print_numbers(numbers, as_json=args.json)
+    _print_numbers({**numbers, **_scored(bundle)}, as_json=args.json)
     return 0
 
 
@@ -479,14 +536,14 @@ def _intents_train(args: argparse.Namespace) -> int:
 
 
 def _intents_eval(args: argparse.Namespace) -> int:
-    from training.intent_eval import evaluate_model, model_folder
+    from training.intent_eval import REPORTS_DIR, evaluate_model
 
-    model = model_folder(args.model)  # a registry's `current` pointer names a version
-    numbers, problems = evaluate_model(model, args.test)
+    bundle = _served_bundle(args)  # checked before the test rows are read
+    numbers, problems = evaluate_model(bundle, args.test)
     _print_problems([str(p) for p in problems])
-    _print_numbers(numbers, as_json=args.json)
+    _print_numbers({**numbers, **_scored(bundle)}, as_json=args.json)
     if not args.json:
-        print(f"report: {model / 'reports'}")
+        print(f"report: {bundle.path / REPORTS_DIR}")
     return 0
 
 
@@ -548,10 +605,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(asdict(result), path=str(result.path), log_problems=len(result.log_problems))
     else:
+        logs = "encoder also trained on the logs' replies, " if result.ranker_trained else ""
+        threshold = (
+            f"past replies sent from a probability of {result.reply_threshold:.2f}, "
+            if result.reply_threshold is not None
+            else ""
+        )
         print(
             f"trained {result.version}: {result.intents} intents from {result.examples} "
             f"examples ({_tuning(result.epochs)}), {result.indexed_turns} dialogue turns "
-            f"indexed, {result.seconds:.0f}s -> {result.path}"
+            f"indexed, {logs}{threshold}{result.seconds:.0f}s -> {result.path}"
         )
     return 0
 

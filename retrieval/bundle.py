@@ -24,6 +24,7 @@ from retrieval.index import DialogueIndex
 from retrieval.intent_head import IntentHead
 from retrieval.onnx_encoder import ONNX_INT8_FILE, OnnxEncoder
 from retrieval.ranking import ReplyCalibration, rank_rows
+from retrieval.support import SUPPORT_FILE, IntentSupport
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ HEAD_FILE = "intent_head.npz"
 ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
 FORMAT = 2
+REPLIES = 5
+"""Past replies the server asks for per message (:meth:`Bundle.analyze`'s ``k``)."""
 OVERFETCH = 4
 
 
@@ -58,6 +61,11 @@ class Analysis:
     intents: tuple[tuple[str, float], ...]  # (name, probability), best first
     out_of_scope: float
     replies: tuple[ScoredReply, ...]  # retrieved agent replies, best first
+    support: tuple[float, ...] = ()
+    """Per intent of ``intents`` (same order): the probability that its answer is right on
+    the past replies' scale (``retrieval.support``); empty for bundles without support."""
+    reply_threshold: float | None = None
+    """The past-reply threshold fitted in training (None: the bundle has none)."""
 
 
 class Bundle:
@@ -68,6 +76,7 @@ class Bundle:
         encoder: TextEncoder,
         head: IntentHead,
         index: DialogueIndex,
+        support: IntentSupport | None = None,
     ) -> None:
         self.path = path
         self.manifest = manifest
@@ -78,10 +87,17 @@ class Bundle:
         self.context_encoding = ContextEncoding.from_json(manifest.get("context_encoding"))
         self.turns = TurnCache()
         """Fused windows only: embeddings of the turns seen lately."""
+        self.support = support.in_order(head.intents) if support is not None else None
 
     @property
     def version(self) -> str:
         return self.path.name
+
+    @property
+    def precision(self) -> str:
+        """The encoder's arithmetic as loaded: ``int8`` (its int8 export, where asked for
+        and the bundle has one) or ``fp32``."""
+        return "int8" if getattr(self.encoder, "int8", False) else "fp32"
 
     @classmethod
     def load(cls, path: Path, int8: bool = False, threads: int = 0) -> Bundle:
@@ -105,12 +121,20 @@ class Bundle:
         except (OSError, ValueError, RuntimeError) as exc:
             raise BundleError(f"{path / ENCODER_DIR}: cannot load the encoder: {exc}") from exc
         index = DialogueIndex.load(path / INDEX_DIR)
+        support = None
+        if (path / SUPPORT_FILE).is_file():
+            try:
+                support = IntentSupport.load(path / SUPPORT_FILE)
+            except (OSError, KeyError, ValueError) as exc:
+                raise BundleError(f"{path / SUPPORT_FILE}: cannot load: {exc}") from exc
+            if set(support.intents) != set(head.intents):
+                raise BundleError(f"{path / SUPPORT_FILE}: not the intents of the intent head")
         if head.weight.shape[1] != encoder.dim or index.dim != encoder.dim:
             raise BundleError(
                 f"{path}: encoder dimension {encoder.dim} does not match the intent head "
                 f"({head.weight.shape[1]}) or the index ({index.dim})"
             )
-        return cls(path, manifest, encoder, head, index)
+        return cls(path, manifest, encoder, head, index, support)
 
     def predict_intents(
         self, texts: Sequence[str]
@@ -119,7 +143,7 @@ class Bundle:
         return self.head.predict(self.encoder.encode(texts))
 
     def analyze(
-        self, texts: Sequence[str], contexts: Sequence[str] | None = None, k: int = 5
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None, k: int = REPLIES
     ) -> list[Analysis]:
         """One encoder pass over the messages ``texts`` and, where a conversation has
         history, their context windows (``retrieval.pairs.context_text``, "" for none);
@@ -141,12 +165,19 @@ class Bundle:
         sims, rows = self.index.search_rows(queries, k * OVERFETCH)
         ranked = rank_rows(queries, sims, rows, self.index, self.reply_calibration, k)
         names = self.head.intents
+        fits = (
+            self.support.scores(messages, self.reply_calibration)  # (B, C)
+            if self.support is not None and names
+            else None
+        )
+        threshold = self.reply_calibration.threshold
         results: list[Analysis] = []
         for row in range(len(queries)):
             order = scoring.top_k(probs[row], len(names))
             intents = tuple((names[i], float(probs[row, i])) for i in order)
+            support = tuple(float(fits[row, i]) for i in order) if fits is not None else ()
             replies = tuple(ScoredReply(r.text, r.score, r.conversation_id) for r in ranked[row])
-            results.append(Analysis(intents, float(oos[row]), replies))
+            results.append(Analysis(intents, float(oos[row]), replies, support, threshold))
         return results
 
     def _encode_fused(

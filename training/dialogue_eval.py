@@ -42,9 +42,13 @@ def ranking_cases(
     seed: int = SEED,
     window: int = CONTEXT_TURNS,
     redact: Callable[[str], str] | None = None,
+    redact_contexts: bool = True,
 ) -> list[RankingCase]:
     """The protocol's cases, in log order. Fewer candidates only when the other
-    conversations do not have that many different replies."""
+    conversations do not have that many different replies. ``redact`` applies to the
+    replies and, unless ``redact_contexts`` is false, to the contexts: the server reads a
+    customer's message and the turns before it as they were written (only what it has
+    indexed, and so can answer with, is redacted)."""
     logs = list(logs)
     clean = redact or (lambda text: text)
     pool_texts: list[str] = []
@@ -58,13 +62,19 @@ def ranking_cases(
     texts = np.asarray(pool_texts, dtype=object)
     rng = np.random.default_rng(seed)
     cases: list[RankingCase] = []
-    for pair in dialogue_pairs(logs, window=window, redact=redact, keep_repeats=True):
+    pairs = dialogue_pairs(logs, window=window, redact=redact, keep_repeats=True)
+    contexts = [pair.context for pair in pairs]
+    if redact is not None and not redact_contexts:
+        # the same pairs (which turns pair up depends on the roles only), as written
+        as_written = dialogue_pairs(logs, window=window, keep_repeats=True)
+        contexts = [pair.context for pair in as_written]
+    for pair, context in zip(pairs, contexts, strict=True):
         allowed = np.flatnonzero((owners != pair.conversation_id) & (texts != pair.reply))
         if allowed.size == 0:
             continue
         want = min(candidates - 1, allowed.size)
         drawn = rng.choice(allowed, size=want, replace=False)
-        cases.append(RankingCase(pair.context, (pair.reply, *(str(texts[i]) for i in drawn))))
+        cases.append(RankingCase(context, (pair.reply, *(str(texts[i]) for i in drawn))))
     if not cases:
         raise TrainingError(
             "no test cases: expected agent turns after a customer turn in at least two "

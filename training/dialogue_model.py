@@ -34,7 +34,7 @@ from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments, RankerTraining, split_conversations, train_ranker
 from training.reply_calibration import fit_reply_calibration
 
-SERVED_K = 5
+SERVED_K = bundle_files.REPLIES
 """Replies the server asks the bundle for (``Bundle.analyze``'s ``k``); eval searches as deep."""
 
 
@@ -161,13 +161,20 @@ def redaction_of(bundle: Bundle) -> Redactor:
 
 
 def evaluate_dialogues(
-    model: Path, sources: Sequence[Path], *, int8: bool = False
+    model: Path | Bundle, sources: Sequence[Path], *, int8: bool = False
 ) -> tuple[dict[str, float | int], list[ReadProblem]]:
-    """The ``dialogues eval`` numbers of the bundle at ``model`` on the logs at ``sources``
-    (``int8``: with the encoder's int8 export, as ``FRONTDESK_ENCODER_INT8`` serves)."""
-    bundle = Bundle.load(model, int8=int8)
+    """The ``dialogues eval`` numbers of ``model`` on the logs at ``sources``. ``model``: a
+    bundle loaded as the server loads it (``frontdesk dialogues eval``), or a bundle folder,
+    loaded with the encoder's int8 export when ``int8`` (``FRONTDESK_ENCODER_INT8``).
+
+    Scored as the server scores: the bundle's encoder, index and reply calibration, its
+    context encoding as served (joint windows cut as :meth:`Bundle.analyze` cuts them,
+    fused windows from their turns), the same retrieval depth (``k`` x over-fetch), and
+    the contexts as the server reads them, as written; the bundle's redaction applies to
+    the replies, as to the ones it indexed."""
+    bundle = model if isinstance(model, Bundle) else Bundle.load(model, int8=int8)
     logs, problems = read_all(sources)
-    cases = ranking_cases(logs, redact=redaction_of(bundle))
+    cases = ranking_cases(logs, redact=redaction_of(bundle), redact_contexts=False)
     scores = score_cases_with_index(
         cases,
         bundle.encoder.encode,

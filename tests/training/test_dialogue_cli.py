@@ -81,7 +81,11 @@ def test_eval_prints_the_contract_json(
     capsys.readouterr()
     assert main(["dialogues", "eval", "--model", str(model), "--logs", str(test), "--json"]) == 0
     numbers = json.loads(capsys.readouterr().out)
-    assert set(numbers) == {"n", "recall@1", "recall@5", "recall@10", "mrr"}
+    assert list(numbers) == [
+        "n", "recall@1", "recall@5", "recall@10", "mrr", "model", "version", "precision",
+    ]  # fmt: skip
+    assert numbers["model"] == str(model.absolute()) and numbers["version"] is None
+    assert numbers["precision"] == "fp32"
     assert numbers["n"] == 24
     assert 0 < numbers["recall@1"] <= numbers["recall@5"] <= numbers["recall@10"] <= 1.0
     assert numbers["recall@1"] <= numbers["mrr"] <= 1.0

@@ -127,3 +127,27 @@ def test_indexed_scoring_lets_past_moments_vouch_for_a_candidate() -> None:
     assert ranks(served).tolist() == [1]
     empty = score_cases_with_index(cases, encode, DialogueIndex(4, kind="flat"), calibration, 5)
     assert ranks(empty).tolist() == [2]  # nothing in the index: cosine decides
+
+
+def test_contexts_may_stay_as_written_while_the_replies_are_redacted() -> None:
+    """`dialogues eval` reads the contexts as the server reads a customer's messages (as
+    written) and redacts the replies, as the bundle's index holds them."""
+
+    def redact(text: str) -> str:
+        return text.replace("secret", "[X]")
+
+    logs = [
+        ChatLog(
+            f"c{i}",
+            "web",
+            None,
+            (ChatTurn(C, f"question {i} secret"), ChatTurn(A, f"answer {i} secret")),
+        )
+        for i in range(3)
+    ]
+    both = ranking_cases(logs, redact=redact)
+    served = ranking_cases(logs, redact=redact, redact_contexts=False)
+    assert [c.context for c in both] == [f"customer: question {i} [X]" for i in range(3)]
+    assert [c.context for c in served] == [f"customer: question {i} secret" for i in range(3)]
+    assert [c.candidates for c in served] == [c.candidates for c in both]  # the same draw
+    assert served[0].candidates[0] == "answer 0 [X]"

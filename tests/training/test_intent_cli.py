@@ -104,7 +104,10 @@ def test_eval_prints_the_contract_json(
     out = json.loads(capsys.readouterr().out)
     assert list(out) == [
         "n", "accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision", "ece",
+        "model", "version", "precision",  # what was scored, after the figures
     ]  # fmt: skip
+    assert out["model"] == str(model.absolute()) and out["version"] is None  # no registry's
+    assert out["precision"] == "fp32"
     assert out["n"] == 5
     assert out["in_scope_accuracy"] >= 0.75
     assert out["oos_recall"] == 1.0
@@ -197,7 +200,9 @@ def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     # the model is checked before the test rows are read
     assert main(["intents", "eval", "--model", str(tmp_path / "nope"), "--test", str(bad)]) == 2
-    assert "nope: not a model folder (no manifest.json)" in capsys.readouterr().err
+    assert "nope: no such model folder" in capsys.readouterr().err
+    assert main(["intents", "eval", "--model", str(busy), "--test", str(bad)]) == 2
+    assert "busy: not a model folder (no manifest.json)" in capsys.readouterr().err
 
     excel = tmp_path / "excel.csv"  # a Latin-1 export, as Excel writes "CSV" by default
     excel.write_bytes("text,intent\ncafé open?,hours\nhi,greet\n".encode("latin-1"))
@@ -292,8 +297,8 @@ def test_eval_keeps_the_validation_report_and_warns_of_unseen_intents(
 def test_eval_takes_a_registry_current_pointer(
     model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`--model HOME/models/current` (the pointer file) or `HOME/models` evaluate the
-    current version, as the server would load it."""
+    """`--model HOME/models/current` (the pointer file), `HOME/models`, or `current` and
+    `v0003` with that home evaluate the current version, as the server would load it."""
     import shutil
 
     models = tmp_path / "models"
@@ -302,8 +307,11 @@ def test_eval_takes_a_registry_current_pointer(
     test = _csv(tmp_path / "test.csv", TEST)
     direct = main(["intents", "eval", "--model", str(model), "--test", str(test), "--json"])
     expected = json.loads(capsys.readouterr().out)
-    for named in (models / "current", models):
-        assert main(["intents", "eval", "--model", str(named), "--test", str(test), "--json"]) == 0
+    expected.update(model=str((models / "v0003").absolute()), version="v0003")
+    home = ["--home", str(tmp_path)]
+    for named in (str(models / "current"), str(models), "current", "v0003"):
+        command = ["intents", "eval", "--model", named, "--test", str(test), "--json", *home]
+        assert main(command) == 0
         assert json.loads(capsys.readouterr().out) == expected
     assert direct == 0
 
