@@ -72,7 +72,7 @@ class IntentFile(_Strict):
 
 class ThresholdsFile(_Strict):
     intent: Probability = Thresholds.intent
-    retrieval: Probability = Thresholds.retrieval
+    retrieval: Probability | None = Thresholds.retrieval
     out_of_scope: Probability = Thresholds.out_of_scope
     low_confidence_turns: Annotated[int, Field(ge=1)] = Thresholds.low_confidence_turns
 

@@ -27,11 +27,13 @@ from bot.types import (
     EscalationReason,
     HandoffNotice,
     Intent,
+    IntentScore,
     ModelOutputs,
     QueueFacts,
     Reply,
     Role,
     RunAction,
+    Thresholds,
 )
 
 CLARIFY_OPTIONS = 3
@@ -76,14 +78,15 @@ class Engine:
             return frustrated
 
         retrieved = _best(outputs.candidates, CandidateSource.RETRIEVAL)
-        if retrieved is not None and retrieved.score < thresholds.retrieval:
+        if retrieved is not None and retrieved.score < _reply_threshold(thresholds, outputs):
             retrieved = None
         if intent is not None and not (
-            # Intent and retrieved-reply scores are both calibrated probabilities of being
-            # right: a past agent answer beats a plain canned response only when likelier.
+            # A past agent answer beats a plain canned response only when it is likelier
+            # right: both on the past replies' scale where the model gives the intent's
+            # support, else the intent's probability.
             retrieved is not None
             and self._answers_with_response(intent)
-            and retrieved.score > outputs.top_intent.probability  # type: ignore[union-attr]
+            and retrieved.score > _answer_score(outputs.top_intent)  # type: ignore[arg-type]
         ):
             return self._act_on(intent, conversation, text, outputs)
         if retrieved is not None:
@@ -212,6 +215,23 @@ def humanize(name: str) -> str:
 
 def buttons_with(first: tuple[Button, ...], extra: tuple[Button, ...]) -> tuple[Button, ...]:
     return first + tuple(b for b in extra if b not in first)
+
+
+DEFAULT_RETRIEVAL = 0.7
+"""The past-reply threshold when neither bot.yml nor the model sets one."""
+
+
+def _reply_threshold(thresholds: Thresholds, outputs: ModelOutputs) -> float:
+    """bot.yml's ``thresholds.retrieval`` where set, else the model's fitted one."""
+    if thresholds.retrieval is not None:
+        return thresholds.retrieval
+    if outputs.reply_threshold is not None:
+        return outputs.reply_threshold
+    return DEFAULT_RETRIEVAL
+
+
+def _answer_score(top: IntentScore) -> float:
+    return top.support if top.support is not None else top.probability
 
 
 def _best(candidates: tuple[Candidate, ...], source: CandidateSource) -> Candidate | None:

@@ -92,8 +92,9 @@ class Intent:
 class Thresholds:
     intent: float = 0.5
     """Minimum calibrated probability of the top intent to act on it."""
-    retrieval: float = 0.7
-    """Minimum ranker score of a retrieved agent reply to send it."""
+    retrieval: float | None = None
+    """Minimum probability of a retrieved agent reply to send it; None: the threshold the
+    model fitted on held-out data in training (``bot.engine.DEFAULT_RETRIEVAL`` without one)."""
     out_of_scope: float = 0.5
     """Out-of-scope score above which a message is treated as out of scope."""
     low_confidence_turns: int = 2
@@ -291,6 +292,9 @@ class Conversation:
 class IntentScore:
     name: str
     probability: float
+    support: float | None = None
+    """The probability that this intent's answer is right on the past replies' scale
+    (how near its examples and its answer are to the message); None: not known."""
 
 
 class CandidateSource(StrEnum):
@@ -316,6 +320,8 @@ class ModelOutputs:
     out_of_scope: float
     candidates: tuple[Candidate, ...] = ()
     """Sorted by score, highest first."""
+    reply_threshold: float | None = None
+    """The past-reply threshold the model fitted in training (None: it has none)."""
 
     @property
     def top_intent(self) -> IntentScore | None:

@@ -37,7 +37,10 @@ class Analyzer(Protocol):
 def to_model_outputs(analysis: Analysis) -> ModelOutputs:
     """Retrieval's arrays-turned-values -> the engine's input."""
     return ModelOutputs(
-        intents=tuple(IntentScore(name, p) for name, p in analysis.intents),
+        intents=tuple(
+            IntentScore(name, p, analysis.support[i] if analysis.support else None)
+            for i, (name, p) in enumerate(analysis.intents)
+        ),
         out_of_scope=analysis.out_of_scope,
         candidates=tuple(
             Candidate(
@@ -48,6 +51,7 @@ def to_model_outputs(analysis: Analysis) -> ModelOutputs:
             )
             for r in analysis.replies
         ),
+        reply_threshold=analysis.reply_threshold,
     )
 
 

@@ -16,7 +16,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,9 @@ class ReplyCalibration:
     """Defaults (used when there was nothing to fit on): 0.5 at fused 0.75."""
     fitted_on: int = 0
     """Held-out cases the curve was fitted on (0: defaults)."""
+    threshold: float | None = None
+    """The probability from which a past reply is worth sending, fitted on the same cases
+    (None: not fitted; the bot's ``thresholds.retrieval`` or its default applies)."""
 
     def fused(self, context_similarity: Array, reply_similarity: Array) -> Array:
         out: Array = (
@@ -53,11 +56,11 @@ class ReplyCalibration:
         )
         return out
 
-    def to_json(self) -> dict[str, float | int]:
+    def to_json(self) -> dict[str, float | int | None]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, float | int] | None) -> ReplyCalibration:
+    def from_json(cls, data: Mapping[str, Any] | None) -> ReplyCalibration:
         if not data:
             return cls()
         return cls(
@@ -65,6 +68,7 @@ class ReplyCalibration:
             slope=float(data["slope"]),
             intercept=float(data["intercept"]),
             fitted_on=int(data.get("fitted_on", 0)),
+            threshold=None if data.get("threshold") is None else float(data["threshold"]),
         )
 
 

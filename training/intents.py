@@ -32,6 +32,7 @@ from training import calibration
 from training.args import TrainingArguments
 from training.errors import TrainingError
 from training.intent_data import OOS_LABEL, IntentDataError
+from training.objectives import Auxiliary, length_batches
 from training.precision import uses_bf16
 
 log = logging.getLogger(__name__)
@@ -226,20 +227,17 @@ def split_validation(
     return np.asarray(sorted(train), dtype=np.int64), np.asarray(sorted(valid), dtype=np.int64)
 
 
-def length_batches(
-    lengths: npt.NDArray[np.int64], batch_size: int, rng: np.random.Generator
-) -> list[npt.NDArray[np.int64]]:
-    """Shuffled batches of rows of similar length: shuffle, sort within chunks of 50
-    batches by length, cut, shuffle the batches."""
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * 50
-    batches: list[npt.NDArray[np.int64]] = []
-    for start in range(0, len(order), chunk):
-        part = order[start : start + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
-    rng.shuffle(batches)
-    return batches
+def planned_epochs(
+    labels: Sequence[str], args: TrainingArguments, oos_label: str = OOS_LABEL
+) -> int:
+    """The fine-tuning epochs :func:`train_intents` plans for these rows with a carved-out
+    validation set (0: the encoder is kept and the head fitted alone)."""
+    train_idx, valid_idx = split_validation(labels, args.valid_fraction, args.seed)
+    train = [labels[i] for i in train_idx]
+    in_scope = [label for label in train if label != oos_label]
+    return args.epochs_for(
+        len(train), in_scope=(len(in_scope), len(set(in_scope))), valid_rows=len(valid_idx)
+    )
 
 
 def probe_head(
@@ -275,13 +273,16 @@ def train_intents(
     valid_labels: Sequence[str] | None = None,
     oos_label: str = OOS_LABEL,
     progress: bool = True,
+    auxiliary: Auxiliary | None = None,
 ) -> IntentTraining:
     """Fine-tune ``encoder`` in place on (text, intent) rows, or leave it as it is and fit
     the head alone when there are few rows per intent (``fine_tune_min_rows``); return the
     calibrated head.
 
     Without ``valid_*`` a stratified validation set is carved out of the training rows.
-    Rows labelled ``oos_label`` train an out-of-scope class.
+    Rows labelled ``oos_label`` train an out-of-scope class. ``auxiliary``: a second
+    objective of the same encoder (the chat logs' ranking), one batch of it added to each
+    step's loss.
     """
     if len(texts) != len(labels) or not texts:
         raise IntentDataError(
@@ -342,6 +343,10 @@ def train_intents(
             ],
             weight_decay=args.weight_decay,
         )
+        if auxiliary is not None and auxiliary.parameters():
+            optimizer.add_param_group(
+                {"params": auxiliary.parameters(), "lr": args.head_learning_rate}
+            )
         return optimizer, warmup_then_decay(optimizer, total, args.warmup_ratio)
 
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
@@ -413,6 +418,8 @@ def train_intents(
                             loss = loss + args.contrastive_weight * supervised_contrastive(
                                 emb.float(), target, args.contrastive_temperature
                             )
+                    if auxiliary is not None:
+                        loss = loss + auxiliary.weight * auxiliary.next_loss()
                 losses.append(apply_step(loss, optimizer, scheduler, trainable))
                 if averaged is not None:
                     averaged.step()

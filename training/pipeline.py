@@ -12,7 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bot.definition import load_bot
+from bot.engine import DEFAULT_RETRIEVAL
+from bot.types import BotDefinition
 from retrieval import bundle as bundle_files
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
 from retrieval.context import ContextEncoding
@@ -20,16 +24,18 @@ from retrieval.encoder import Encoder
 from retrieval.index import DialogueIndex, IndexedTurn
 from retrieval.intent_head import IntentHead
 from retrieval.pairs import dialogue_pairs
+from retrieval.ranking import ReplyCalibration
 from retrieval.redact import RedactionRules, Redactor
 from retrieval.registry import Registry
+from retrieval.support import SUPPORT_FILE, IntentSupport
 from training.args import TrainingArguments, load_base_encoder
 from training.export import export_onnx
 from training.intent_data import definition_rows
-from training.intents import train_intents
+from training.joint import train_jointly
 from training.outdir import staging_in
 from training.precision import resolved as resolved_precision
-from training.ranker import RankerArguments, split_conversations
-from training.reply_calibration import fit_reply_calibration
+from training.ranker import RankerArguments
+from training.reply_calibration import Paraphrases, fit_reply_calibration
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +147,11 @@ class TrainResult:
     epochs: int
     """Fine-tuning epochs planned; 0: the encoder was not fine-tuned (few examples an
     intent, or ``epochs`` 0), only the intent head fitted to it."""
+    ranker_trained: bool = False
+    """Whether the encoder was also fine-tuned to rank the chat logs' replies."""
+    reply_threshold: float | None = None
+    """The probability from which the server sends a past reply with this bundle: bot.yml's
+    ``thresholds.retrieval`` where set, else the one fitted in training."""
 
 
 def train_bot(
@@ -158,11 +169,6 @@ def train_bot(
     definition = load_bot(bot_dir)
     texts, labels = definition_rows(definition)
 
-    device = args.resolved_device()
-    encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
-    training = train_intents(encoder, texts, labels, args, progress=progress)
-    head = training.head
-
     sources = list(logs) if logs is not None else _default_logs(bot_dir)
     digest = logs_digest(sources)  # before reading: a log that grows meanwhile retrains next time
     problems: list[ReadProblem] = []
@@ -173,13 +179,31 @@ def train_bot(
         problems.extend(result.problems)
     spec = definition.redaction
     rules = RedactionRules(spec.order_number, spec.keep, spec.phone_region)
-    pairs = dialogue_pairs(chat_logs, redact=Redactor(rules))
+    redact = Redactor(rules)
+    pairs = dialogue_pairs(chat_logs, redact=redact)
+
+    device = args.resolved_device()
+    encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
+    ranker_args = RankerArguments(
+        context=args.context,
+        device=args.device,
+        precision=args.precision,
+        max_length=args.max_length,
+        seed=args.seed,
+    )
+    joint = train_jointly(
+        encoder, texts, labels, chat_logs, args, ranker_args, redact=redact, progress=progress
+    )
+    training = joint.intents
+    head = training.head
+
     context = ContextEncoding(args.context)
     index = build_index(encoder, pairs, context=context)
-    ranker_args = RankerArguments()
-    _, held_out = split_conversations(chat_logs, ranker_args.valid_fraction, ranker_args.seed)
+    # conversations the encoder was not trained on are held out in turn (each queries the
+    # index without its own turns); all of them when it saw none
+    held_out = joint.ranker_valid_ids or {c.id for c in chat_logs}
     calibration = fit_reply_calibration(
-        encoder, index, pairs, {log.id for log in held_out}, context
+        encoder, index, pairs, held_out, context, paraphrases=paraphrases_of(definition)
     )
 
     with staging_in(registry.root) as staging:
@@ -200,6 +224,7 @@ def train_bot(
             "best_epoch": training.best_epoch,
             "head_refitted": training.validated_head is not None,
             "history": [asdict(r) for r in training.history],
+            "ranker": joint.ranker_manifest(),
             "reply_calibration": calibration.to_json(),
             "context_encoding": context.to_json(),
             "redaction": {
@@ -209,6 +234,7 @@ def train_bot(
             },
         }
         save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
+        intent_support(encoder, definition, head.intents).save(staging / SUPPORT_FILE)
         version = registry.publish(staging)
     return TrainResult(
         version=version,
@@ -219,7 +245,47 @@ def train_bot(
         log_problems=tuple(problems),
         seconds=time.perf_counter() - started,
         epochs=training.epochs,
+        ranker_trained=joint.ranker is not None and joint.ranker.note is None,
+        reply_threshold=served_reply_threshold(definition, calibration),
     )
+
+
+def served_reply_threshold(definition: BotDefinition, calibration: ReplyCalibration) -> float:
+    """The past-reply threshold the server applies with this bot and calibration."""
+    if definition.thresholds.retrieval is not None:
+        return definition.thresholds.retrieval
+    return calibration.threshold if calibration.threshold is not None else DEFAULT_RETRIEVAL
+
+
+def intent_support(
+    encoder: Encoder, definition: BotDefinition, intents: Sequence[str]
+) -> IntentSupport:
+    """The bot's examples and answers embedded for :class:`IntentSupport`, columns in the
+    order of ``intents`` (the head's)."""
+    paraphrases = paraphrases_of(definition)
+    column = {name: i for i, name in enumerate(intents)}
+    rows = [i for i, label in enumerate(paraphrases.labels) if label in column]
+    examples = encoder.encode([paraphrases.texts[i] for i in rows])
+    labels = np.asarray([column[paraphrases.labels[i]] for i in rows], dtype=np.int64)
+    answered = np.asarray([name in paraphrases.answers for name in intents], dtype=bool)
+    answers = np.zeros((len(intents), encoder.dim), dtype=np.float32)
+    if answered.any():
+        texts = [paraphrases.answers[name] for name in intents if name in paraphrases.answers]
+        answers[answered] = encoder.encode(texts)
+    return IntentSupport(examples, labels, answers, answered, tuple(intents))
+
+
+def paraphrases_of(definition: BotDefinition) -> Paraphrases:
+    """A bot's examples with the first text each intent answers with, for the reply
+    calibration (intents that act or hand over have no answer text there)."""
+    texts, labels = definition_rows(definition)
+    answers: dict[str, str] = {}
+    for intent in definition.intents:
+        response = definition.response_for(intent)
+        plain = intent.action is None and not intent.escalate
+        if response is not None and plain and intent.name != definition.human_intent:
+            answers[intent.name] = response.variants[0].text
+    return Paraphrases(texts, labels, answers)
 
 
 def build_index(

@@ -29,12 +29,13 @@ import torch
 from tqdm.auto import tqdm
 
 from retrieval.chatlog import ChatLog
-from retrieval.context import ContextEncoding, Mode, window_turns
+from retrieval.context import ContextEncoding, Mode
 from retrieval.encoder import Encoder
 from retrieval.index import IndexedTurn
 from retrieval.pairs import dialogue_pairs
 from training.dialogue_eval import RankingCase, ranking_cases, ranking_metrics, ranks, score_cases
-from training.intents import apply_step, length_batches, seed_everything, warmup_then_decay
+from training.intents import apply_step, seed_everything, warmup_then_decay
+from training.objectives import Auxiliary, RankingObjective
 from training.precision import PRECISIONS, uses_bf16
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class RankerArguments:
     valid_fraction: float = 0.05
     """Share of conversations held out to pick the best epoch (none under 20 conversations)."""
     freeze_word_embeddings: bool = True
+    head_learning_rate: float = 3e-3
+    """Learning rate of an auxiliary objective's own parameters (the intents' class vectors
+    when the bot's intents train along)."""
     context: Mode = "joint"
     """How a context window is encoded, and trained for (``retrieval.context``): ``joint``
     (one sequence) or ``fused`` (each turn alone, summed; serving encodes one message)."""
@@ -202,34 +206,29 @@ def evaluate_encoder(
     return ranking_metrics(ranks(score_cases(cases, encoder.encode, encode_contexts)))
 
 
-def embed_contexts(encoder: Encoder, contexts: Sequence[str], context: ContextEncoding) -> Any:
-    """Training-time query embeddings (B, D), with gradients: a joint window as one
-    sequence, a fused one as the weighted sum of its turns (each distinct turn once)."""
-    if not context.fused:
-        return encoder.embed(encoder.tokenize(contexts))
-    windows = [window_turns(c)[: len(context.weights)] for c in contexts]
-    distinct = sorted({t for turns in windows for t in turns})
-    row = {text: i for i, text in enumerate(distinct)}
-    turns = encoder.embed(encoder.tokenize(distinct))  # (T, D)
-    mix = torch.zeros(len(contexts), len(distinct), device=turns.device, dtype=turns.dtype)
-    for i, window in enumerate(windows):
-        for weight, text in zip(context.weights, window, strict=False):
-            mix[i, row[text]] += weight
-    return torch.nn.functional.normalize(mix @ turns, dim=-1)  # (B, D)
+@dataclass(frozen=True)
+class RankingData:
+    """What the ranking objective trains and validates on."""
+
+    objective: RankingObjective | None
+    """None: too few pairs to fine-tune on (``note`` says so)."""
+    cases: list[RankingCase]
+    """Held-out 1-of-100 cases that pick the best epoch (none for small collections)."""
+    valid_logs: list[ChatLog]
+    pairs: int
+    note: str | None = None
 
 
-def train_ranker(
+def ranking_data(
     encoder: Encoder,
     logs: Sequence[ChatLog],
     args: RankerArguments,
+    rng: np.random.Generator,
     *,
     redact: Callable[[str], str] | None = None,
-    progress: bool = True,
-) -> RankerTraining:
-    """Fine-tune ``encoder`` in place on the (redacted) pairs of ``logs``; conversations held
-    out for validation pick the best epoch."""
-    seed_everything(args.seed)
-    rng = np.random.default_rng(args.seed)
+) -> RankingData:
+    """The (context -> reply) pairs of the conversations not held out, capped per reply
+    group and to the pairs budget, with their mined hard negatives; the held-out cases."""
     context = ContextEncoding(args.context)
     train_logs, valid_logs = split_conversations(logs, args.valid_fraction, args.seed)
     cases: list[RankingCase] = []
@@ -243,50 +242,75 @@ def train_ranker(
             f"{len(pairs)} (context, reply) pairs are too few to fine-tune on "
             f"(at least {MIN_TRAIN_PAIRS}); the base encoder ranks"
         )
-        log.warning(note)
-        return RankerTraining((), 0, len(pairs), 0, None, note)
-
+        return RankingData(None, [], [], len(pairs), note)
     if args.epochs is None and len(pairs) > args.pairs_budget:
         keep = np.sort(rng.choice(len(pairs), size=args.pairs_budget, replace=False))
         pairs = [pairs[i] for i in keep]
-    contexts = [p.context for p in pairs]
-    replies = [p.reply for p in pairs]
     groups = np.asarray([p.group for p in pairs], dtype=np.int64)
-    hard = np.full(len(pairs), -1, dtype=np.int64)
+    hard: npt.NDArray[np.int64] | None = None
     distinct: list[str] = []
+    distinct_groups: npt.NDArray[np.int64] | None = None
     if args.hard_negatives:
         first: dict[int, int] = {}
         for i, group in enumerate(groups.tolist()):
             first.setdefault(group, i)
-        distinct = [replies[i] for i in first.values()]
+        distinct = [pairs[i].reply for i in first.values()]
         distinct_groups = np.asarray(list(first.keys()), dtype=np.int64)
         hard = mine_hard_negatives(
-            context.encode(encoder.encode, contexts),
+            context.encode(encoder.encode, [p.context for p in pairs]),
             groups,
             encoder.encode(distinct),
             distinct_groups,
             args.hard_negative_ranks,
             rng,
         )
-        hard_groups = np.where(hard >= 0, distinct_groups[np.maximum(hard, 0)], -1)
-    else:
-        hard_groups = np.full(len(pairs), -1, dtype=np.int64)
+    objective = RankingObjective(
+        encoder,
+        pairs,
+        context=context,
+        scale=args.scale,
+        batch_size=args.batch_size,
+        rng=rng,
+        hard=hard,
+        distinct=distinct,
+        distinct_groups=distinct_groups,
+    )
 
+    return RankingData(objective, cases, valid_logs, len(pairs))
+
+
+def train_ranker(
+    encoder: Encoder,
+    logs: Sequence[ChatLog],
+    args: RankerArguments,
+    *,
+    redact: Callable[[str], str] | None = None,
+    progress: bool = True,
+    auxiliary: Auxiliary | None = None,
+) -> RankerTraining:
+    """Fine-tune ``encoder`` in place on the (redacted) pairs of ``logs``; conversations held
+    out for validation pick the best epoch. ``auxiliary``: a second objective of the same
+    encoder (the bot's intents), one batch of it added to each step's loss."""
+    seed_everything(args.seed)
+    rng = np.random.default_rng(args.seed)
+    context = ContextEncoding(args.context)
+    data = ranking_data(encoder, logs, args, rng, redact=redact)
+    if data.objective is None:
+        log.warning(data.note)
+        return RankerTraining((), 0, data.pairs, 0, None, data.note)
+    objective, cases, valid_logs = data.objective, data.cases, data.valid_logs
     model = encoder.model
     if args.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    epochs = args.epochs_for(len(pairs))
+    epochs = args.epochs_for(len(objective))
     optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
-    steps_per_epoch = math.ceil(len(pairs) / args.batch_size)
+    if auxiliary is not None and auxiliary.parameters():
+        optimizer.add_param_group({"params": auxiliary.parameters(), "lr": args.head_learning_rate})
+    steps_per_epoch = math.ceil(len(objective) / args.batch_size)
     total = max(1, steps_per_epoch * epochs)
     scheduler = warmup_then_decay(optimizer, total, args.warmup_ratio)
     use_amp = uses_bf16(args.precision, encoder.device)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    lengths = np.asarray(
-        [len(ids) for ids in encoder.tokenizer(contexts, truncation=True)["input_ids"]],
-        dtype=np.int64,
-    )
 
     history: list[RankerEpoch] = []
     best_score = -1.0
@@ -305,23 +329,13 @@ def train_ranker(
         started = time.perf_counter()
         model.train()
         losses: list[float] = []
-        for idx in length_batches(lengths, args.batch_size, rng):
+        for idx in objective.batches():
             if len(idx) < 2:
                 continue
-            batch_hard = [int(h) for h in hard[idx] if h >= 0]
-            texts = [replies[i] for i in idx] + [distinct[h] for h in batch_hard]
-            col_groups = np.concatenate([groups[idx], hard_groups[idx][hard[idx] >= 0]])
-            # a column of the row's own group is no negative (the diagonal is the target)
-            same = groups[idx][:, None] == col_groups[None, :]
-            same[np.arange(len(idx)), np.arange(len(idx))] = False
-            mask = torch.tensor(same, device=encoder.device)
-            target = torch.arange(len(idx), device=encoder.device)
             with torch.autocast(encoder.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                q = embed_contexts(encoder, [contexts[i] for i in idx], context)
-                r = encoder.embed(encoder.tokenize(texts))
-                logits = args.scale * (q.float() @ r.float().T)  # (B, B + H)
-                logits = logits.masked_fill(mask, float("-inf"))
-                loss = loss_fn(logits, target)
+                loss = objective.loss(idx)
+                if auxiliary is not None:
+                    loss = loss + auxiliary.weight * auxiliary.next_loss()
             losses.append(apply_step(loss, optimizer, scheduler, trainable))
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
@@ -343,4 +357,4 @@ def train_ranker(
     if best_state is not None and best_epoch != epochs:
         model.load_state_dict(best_state)  # an earlier epoch, or the base encoder (0)
     model.eval()
-    return RankerTraining(tuple(history), best_epoch, len(pairs), len(valid_logs), best_metrics)
+    return RankerTraining(tuple(history), best_epoch, len(objective), len(valid_logs), best_metrics)

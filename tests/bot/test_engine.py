@@ -416,3 +416,38 @@ def test_handoff_notice_uses_the_bot_policy() -> None:
     assert notice.text == (
         "You are number 2 in the queue; an agent usually answers within about 6 minutes."
     )
+
+
+def test_a_past_reply_beats_an_intent_whose_answer_fits_the_message_less() -> None:
+    """With the model's support (the intent's answer on the past replies' scale), a past
+    reply likelier right wins over a probable intent that fits the message worse; without
+    support the intent's probability is what the reply must beat."""
+    model = outputs("refunds", 0.9, retrieved=0.8)
+    assert isinstance(ENGINE.decide(conv(), "q", model, NOW), Reply)
+    assert ENGINE.decide(conv(), "q", model, NOW).intent == "refunds"  # type: ignore[union-attr]
+    top = replace(model.intents[0], support=0.4)
+    supported = replace(model, intents=(top, *model.intents[1:]))
+    assert ENGINE.decide(conv(), "q", supported, NOW) == Reply("A past agent answer.", score=0.8)
+
+
+@pytest.mark.parametrize(
+    ("configured", "fitted", "score", "sent"),
+    [
+        (None, 0.45, 0.5, True),  # the model's fitted threshold
+        (None, 0.55, 0.5, False),
+        (0.7, 0.45, 0.5, False),  # bot.yml's wins where it is set
+        (None, None, 0.65, False),  # neither: the default 0.7
+        (None, None, 0.75, True),
+    ],
+)
+def test_the_past_reply_threshold_is_bot_yml_s_else_the_models_fitted_one(
+    configured: float | None, fitted: float | None, score: float, sent: bool
+) -> None:
+    """``thresholds.retrieval`` left out of bot.yml: the threshold the model fitted in
+    training decides whether a past reply is sent."""
+    engine = Engine(
+        replace(DEFINITION, thresholds=replace(DEFINITION.thresholds, retrieval=configured))
+    )
+    model = replace(outputs("greet", 0.2, oos=0.9, retrieved=score), reply_threshold=fitted)
+    decision = engine.decide(conv(), "q", model, NOW)
+    assert (decision == Reply("A past agent answer.", score=score)) is sent

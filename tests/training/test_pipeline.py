@@ -272,3 +272,63 @@ def test_train_layers_flag_builds_a_shallower_bundle(shop_copy: Path, tmp_path: 
     assert bundle.manifest["training_args"]["layers"] == 2
     (analysis,) = bundle.analyze(["where is my order 1042?"])
     assert analysis.intents and analysis.replies
+
+
+def _topic_logs(path: Path, topics: int = 60, wordings: int = 5) -> Path:
+    """A chat log of ``topics`` questions, each asked in ``wordings`` conversations and
+    always answered alike: enough (context, reply) pairs to train the ranker on."""
+    asks = ("can you tell me about {}?", "question on {}", "{} - how does it work",
+            "I need help with {}", "what about {} please")  # fmt: skip
+    # replies that differ only in numbers are one canned answer: name the topics in words
+    colours = ("red", "blue", "green", "gold", "grey", "pink")
+    things = ("lamp", "mug", "rug", "sofa", "desk", "vase", "bed", "cup", "tray", "pan")
+    names = [f"{a} {b}" for a in colours for b in things]
+    with path.open("w", encoding="utf-8") as out:
+        for t in range(topics):
+            for w in range(wordings):
+                turns = [
+                    {"role": "customer", "text": asks[w % len(asks)].format(names[t])},
+                    {"role": "agent", "text": f"Here is how the {names[t]} works: {names[t]}."},
+                ]
+                record = {"id": f"t{t}-{w}", "channel": "web", "started_at": None, "turns": turns}
+                out.write(json.dumps(record) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("epochs", "driver"),
+    [(0, "ranker"), (2, "intents")],
+    ids=["few-intent-rows-logs-drive", "intents-drive-logs-along"],
+)
+def test_train_fine_tunes_one_encoder_on_the_intents_and_the_logs(
+    shop_copy: Path, tmp_path: Path, epochs: int, driver: str
+) -> None:
+    """`frontdesk train --logs` with enough pairs trains the encoder on both objectives in
+    one loop (the larger task's loop drives, the other adds a batch a step); the one
+    bundle serves both, and its manifest records what each objective did."""
+    from training.args import TrainingArguments
+    from training.pipeline import train_bot
+
+    logs = _topic_logs(tmp_path / "chats.jsonl")
+    registry = Registry(tmp_path / "models")
+    result = train_bot(
+        shop_copy,
+        registry,
+        logs=[logs],
+        args=TrainingArguments(epochs=epochs, layers=2),
+        progress=False,
+    )
+    assert result.ranker_trained
+    manifest = json.loads((result.path / MANIFEST).read_text())
+    ranker = manifest["ranker"]
+    assert ranker["driver"] == driver and ranker["trained"]
+    assert ranker["train_pairs"] == 300
+    if driver == "ranker":  # its own loop: the ranking loss fell epoch by epoch
+        losses = [epoch["loss"] for epoch in ranker["history"]]
+        assert len(losses) >= 2 and losses[-1] < losses[0]
+    else:  # the intents' loop, each step with a ranking batch too
+        losses = [epoch["loss"] for epoch in manifest["history"]]
+        assert len(losses) == 2 and losses[-1] < losses[0]
+    bundle = load_current_bundle(registry.root, load_bot(shop_copy))
+    (analysis,) = bundle.analyze(["tell me about the blue vase"])
+    assert analysis.intents and analysis.replies

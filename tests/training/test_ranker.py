@@ -11,7 +11,7 @@ import torch
 from retrieval.chatlog import ChatLog, ChatTurn, TurnRole
 from retrieval.encoder import Encoder, base_model_path
 from retrieval.index import IndexedTurn
-from training import ranker
+from training import objectives, ranker
 from training.ranker import (
     RankerArguments,
     cap_groups,
@@ -134,8 +134,8 @@ def test_fused_training_queries_are_the_served_fusion_of_turn_embeddings() -> No
     ]
     fused = ContextEncoding("fused")
     with torch.no_grad():
-        trained = ranker.embed_contexts(encoder, windows, fused).numpy()
-        joint = ranker.embed_contexts(encoder, windows, ContextEncoding()).numpy()
+        trained = objectives.embed_contexts(encoder, windows, fused).numpy()
+        joint = objectives.embed_contexts(encoder, windows, ContextEncoding()).numpy()
     texts = ["my parcel", "agent: which order?", "order 12"]
     e = dict(zip(texts, encoder.encode(texts), strict=True))
     asked = e["agent: which order?"]

@@ -76,3 +76,30 @@ def test_too_few_held_out_cases_keep_the_defaults() -> None:
     pairs = [IndexedTurn("a", 1, "c", "r", 0)]
     index.add(pairs, encoder.encode(["c"]), encoder.encode(["r"]))
     assert fit_reply_calibration(encoder, index, pairs, {"a"}) == ReplyCalibration()
+
+
+def test_a_bots_own_examples_fit_the_calibration_without_past_chats() -> None:
+    """A small bot (no held-out conversations) is fitted on its examples: two wordings of
+    one intent are one question; scores rise with the fit and a threshold is chosen."""
+    from training.reply_calibration import Paraphrases
+
+    rng = np.random.default_rng(1)
+    topics = [unit(rng.normal(size=DIM)) for _ in range(8)]
+    table: dict[str, np.ndarray] = {}
+    texts, labels = [], []
+    for t, topic in enumerate(topics):
+        table[f"answer {t}"] = topic
+        for i in range(12):
+            text = f"example {t}.{i}"
+            table[text] = unit(topic + rng.normal(size=DIM) * 0.25)
+            texts.append(text)
+            labels.append(f"intent{t}")
+    answers = {f"intent{t}": f"answer {t}" for t in range(8)}
+    encoder = TableEncoder(table)
+    calibration = fit_reply_calibration(
+        encoder, DialogueIndex(DIM), [], set(), paraphrases=Paraphrases(texts, labels, answers)
+    )
+    assert calibration.fitted_on == 96
+    assert calibration.slope > 0
+    assert calibration.threshold is not None and 0.3 <= calibration.threshold <= 0.9
+    assert calibration != ReplyCalibration()
