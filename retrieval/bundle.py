@@ -128,7 +128,10 @@ class Bundle:
             except (OSError, KeyError, ValueError) as exc:
                 raise BundleError(f"{path / SUPPORT_FILE}: cannot load: {exc}") from exc
             if set(support.intents) != set(head.intents):
-                raise BundleError(f"{path / SUPPORT_FILE}: not the intents of the intent head")
+                # the head decides which intents a bundle knows; an extra that does not
+                # match it is left out (and the head is checked against the bot as ever)
+                log.warning("%s: not the intents of the intent head: not used", path / SUPPORT_FILE)
+                support = None
         if head.weight.shape[1] != encoder.dim or index.dim != encoder.dim:
             raise BundleError(
                 f"{path}: encoder dimension {encoder.dim} does not match the intent head "
