@@ -75,6 +75,7 @@ class ThresholdsFile(_Strict):
     retrieval: Probability | None = Thresholds.retrieval
     out_of_scope: Probability = Thresholds.out_of_scope
     low_confidence_turns: Annotated[int, Field(ge=1)] = Thresholds.low_confidence_turns
+    margin: Annotated[float, Field(ge=0, le=1)] = Thresholds.margin
 
 
 class ActionsFile(_Strict):

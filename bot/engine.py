@@ -8,7 +8,9 @@ that is an :class:`Escalate`, they put the conversation in the queue and ask
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from types import MappingProxyType
 
 from bot import handoff
 from bot.entities import extract_entities
@@ -49,6 +51,15 @@ class Engine:
             (phrase, handoff.words(phrase))
             for phrase in definition.handoff.frustration.negative_words
         )
+        self._entities_of = {
+            intent.name: frozenset(
+                name
+                for text in intent.examples
+                for name in extract_entities(definition.entities, text)
+            )
+            for intent in definition.intents
+        }
+        """The entities an intent's examples mention: what its answer or action is about."""
 
     def decide(
         self, conversation: Conversation, text: str, outputs: ModelOutputs, now: datetime
@@ -69,6 +80,8 @@ class Engine:
         intent = None
         if top is not None and top.probability >= thresholds.intent and not out_of_scope:
             intent = self._intents.get(top.name)
+        if intent is None:
+            intent = self._follow_up(conversation, text)
         # Hand-overs first: an explicit request or a bot.yml rule, then frustration (an
         # annoyed customer gets a person even when the bot has an answer for them).
         if intent is not None and self._hands_over(intent):
@@ -80,16 +93,33 @@ class Engine:
         retrieved = _best(outputs.candidates, CandidateSource.RETRIEVAL)
         if retrieved is not None and retrieved.score < _reply_threshold(thresholds, outputs):
             retrieved = None
-        if intent is not None and not (
+        weighed = (
+            intent is not None
+            and retrieved is not None
+            and self._answers_with_response(intent)
+            and top is not None
+            and top.name == intent.name
+        )
+        if weighed:
             # A past agent answer beats a plain canned response only when it is likelier
             # right: both on the past replies' scale where the model gives the intent's
-            # support, else the intent's probability.
-            retrieved is not None
-            and self._answers_with_response(intent)
-            and retrieved.score > _answer_score(outputs.top_intent)  # type: ignore[arg-type]
-        ):
+            # support, else the intent's probability. Too close to tell: ask.
+            assert retrieved is not None and intent is not None and top is not None
+            ahead = retrieved.score - _answer_score(top)
+            if abs(ahead) < thresholds.margin:
+                asked = self._which_one(outputs, intent, retrieved)
+                if asked is not None:
+                    return asked
+            if ahead > 0:
+                intent = None
+        if intent is not None:
             return self._act_on(intent, conversation, text, outputs)
         if retrieved is not None:
+            runner_up = _runner_up(outputs.candidates, retrieved)
+            if runner_up is not None and retrieved.score - runner_up.score < thresholds.margin:
+                asked = self._which_one(outputs, None, retrieved, runner_up)
+                if asked is not None:
+                    return asked
             return Reply(text=retrieved.text, score=retrieved.score)
 
         if conversation.low_confidence_streak + 1 >= thresholds.low_confidence_turns:
@@ -151,13 +181,66 @@ class Engine:
         if intent.escalate:
             return Escalate(reason=EscalationReason.RULE, text=self._say(intent, conversation))
         if intent.action is not None:
-            entities = extract_entities(self.definition.entities, text)
+            entities = self._entities_with_earlier(intent, conversation, text)
             return RunAction(name=intent.action, intent=intent.name, entities=entities)
         response = self.definition.response_for(intent)
         if response is None:  # an imported intent with no response: ask, don't guess
             return Clarify(text=self.definition.messages.clarify, buttons=self._options(outputs))
         variant = response.variants[_bot_turns(conversation) % len(response.variants)]
         return Reply(text=variant.text, buttons=variant.buttons, intent=intent.name, score=score)
+
+    def _follow_up(self, conversation: Conversation, text: str) -> Intent | None:
+        """A message that names an entity the bot's last answer was about ("and what about
+        2002?" after an order's status), with no confident intent of its own: the same
+        intent again, for this entity."""
+        named = extract_entities(self.definition.entities, text)
+        if not named:
+            return None
+        last = next((t for t in reversed(conversation.turns) if t.role is Role.BOT), None)
+        if last is None or last.intent is None or last.intent not in self._intents:
+            return None
+        if self._entities_of[last.intent].isdisjoint(named):
+            return None
+        return self._intents[last.intent]
+
+    def _entities_with_earlier(
+        self, intent: Intent, conversation: Conversation, text: str
+    ) -> Mapping[str, str]:
+        """The message's entities, and those the intent is about that it leaves out taken
+        from the customer's earlier turns, newest first ("when did it arrive?" after
+        "where is order 2017?")."""
+        found = dict(extract_entities(self.definition.entities, text))
+        missing = self._entities_of[intent.name] - found.keys()
+        for turn in reversed(conversation.turns):
+            if not missing:
+                break
+            if turn.role is Role.CUSTOMER:
+                earlier = extract_entities(self.definition.entities, turn.text)
+                for name in missing & earlier.keys():
+                    found[name] = earlier[name]
+                missing -= earlier.keys()
+        return MappingProxyType(found)
+
+    def _which_one(
+        self,
+        outputs: ModelOutputs,
+        intent: Intent | None,
+        *past: Candidate,
+    ) -> Clarify | None:
+        """Ask which of two close answers is meant: an intent's topic and the questions
+        the past replies answered, as buttons (None when fewer than two can be shown)."""
+        buttons: list[Button] = []
+        if intent is not None:
+            buttons.append(Button(intent.title or humanize(intent.name), intent.examples[0]))
+        for candidate in past:
+            if candidate.question:
+                buttons.append(Button(_short(candidate.question), candidate.question))
+        if len(buttons) < 2:
+            return None
+        return Clarify(
+            text=self.definition.messages.clarify,
+            buttons=buttons_with(tuple(buttons), self._person_button()),
+        )
 
     def _hands_over(self, intent: Intent) -> bool:
         return intent.name == self.definition.human_intent or intent.escalate
@@ -232,6 +315,19 @@ def _reply_threshold(thresholds: Thresholds, outputs: ModelOutputs) -> float:
 
 def _answer_score(top: IntentScore) -> float:
     return top.support if top.support is not None else top.probability
+
+
+def _runner_up(candidates: tuple[Candidate, ...], best: Candidate) -> Candidate | None:
+    """The best past reply after ``best`` (another answer: candidates are one per group)."""
+    pool = [c for c in candidates if c.source is CandidateSource.RETRIEVAL and c is not best]
+    return max(pool, key=lambda c: c.score) if pool else None
+
+
+def _short(question: str, limit: int = 60) -> str:
+    """A button title: the question, cut at a word before ``limit`` characters."""
+    if len(question) <= limit:
+        return question
+    return question[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _best(candidates: tuple[Candidate, ...], source: CandidateSource) -> Candidate | None:

@@ -99,6 +99,9 @@ class Thresholds:
     """Out-of-scope score above which a message is treated as out of scope."""
     low_confidence_turns: int = 2
     """Consecutive low-confidence / out-of-scope turns after which the bot escalates."""
+    margin: float = 0.05
+    """When the two best different answers (an intent's and a past reply, or two past
+    replies) are this close, the bot asks which one is meant instead of picking one."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,8 @@ class Turn:
     role: Role
     text: str
     ts: datetime
+    intent: str | None = None
+    """For a bot turn: the intent it answered or acted on (None: not an intent's)."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +316,8 @@ class Candidate:
     score: float
     intent: str | None = None
     conversation_id: str | None = None
+    question: str | None = None
+    """For a past reply: what the customer asked when it was given (a clarify button)."""
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ def to_model_outputs(analysis: Analysis) -> ModelOutputs:
                 source=CandidateSource.RETRIEVAL,
                 score=r.score,
                 conversation_id=r.conversation_id,
+                question=r.question or None,
             )
             for r in analysis.replies
         ),

@@ -1229,7 +1229,7 @@ _NEXT_SEQ_AND_STATUS: Final = Prepared(
     .values({**_NEXT_SEQ_VALUES, "status": sa.bindparam("new_status")})
     .returning(conversations.c.last_seq, conversations.c.status)
 )
-_TURN_COLUMNS: Final = (events.c.role, events.c.text, events.c.created_at)
+_TURN_COLUMNS: Final = (events.c.role, events.c.text, events.c.created_at, events.c.payload)
 _TURNS: Final = Prepared(
     sa.select(*_TURN_COLUMNS)
     .where(events.c.conversation_id == sa.bindparam("cid"), events.c.kind == MESSAGE)
@@ -1303,7 +1303,7 @@ def _append(
 
 
 TurnRows: TypeAlias = list[tuple[Any, ...]]
-"""(role, text, created_at) rows."""
+"""(role, text, created_at, payload) rows."""
 
 
 def _turns_rows(
@@ -1317,7 +1317,18 @@ def _turns_rows(
 
 
 def _turns(rows: TurnRows) -> tuple[Turn, ...]:
-    return tuple(Turn(Role(role), text or "", at) for role, text, at in reversed(rows))
+    """Oldest first; a bot turn keeps the intent it answered (its payload's ``intent``)."""
+    return tuple(
+        Turn(Role(role), text or "", at, _intent_of(payload))
+        for role, text, at, payload in reversed(rows)
+    )
+
+
+def _intent_of(payload: Any) -> str | None:
+    if isinstance(payload, str):  # a driver that hands JSON back as text
+        payload = json.loads(payload) if payload else None
+    intent = payload.get("intent") if isinstance(payload, dict) else None
+    return intent if isinstance(intent, str) else None
 
 
 def _require(conn: Connection, conversation_id: str) -> None:

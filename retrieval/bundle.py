@@ -52,6 +52,8 @@ class ScoredReply:
     text: str
     score: float
     conversation_id: str
+    question: str = ""
+    """What the customer asked when the reply was given."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,9 @@ class Bundle:
             order = scoring.top_k(probs[row], len(names))
             intents = tuple((names[i], float(probs[row, i])) for i in order)
             support = tuple(float(fits[row, i]) for i in order) if fits is not None else ()
-            replies = tuple(ScoredReply(r.text, r.score, r.conversation_id) for r in ranked[row])
+            replies = tuple(
+                ScoredReply(r.text, r.score, r.conversation_id, r.question) for r in ranked[row]
+            )
             results.append(Analysis(intents, float(oos[row]), replies, support, threshold))
         return results
 

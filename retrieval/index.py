@@ -487,6 +487,9 @@ class DialogueIndex:
     def reply_text(self, row: int) -> str:
         return self._rows.replies[row]
 
+    def context_text(self, row: int) -> str:
+        return self._rows.contexts[row]
+
     def conversation_of(self, row: int) -> str:
         return self._rows.conversation_id(row)
 

@@ -22,6 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from retrieval.index import DialogueIndex, Hit
+from retrieval.pairs import SEPARATOR
+
+_CUSTOMER = "customer: "
 
 Array = npt.NDArray[np.float32]
 Item = TypeVar("Item")
@@ -79,6 +82,16 @@ class RankedReply:
     """Probability that the reply is right."""
     conversation_id: str
     group: int
+    question: str = ""
+    """What the customer asked there (the newest customer turn of its context)."""
+
+
+def asked_in(context: str) -> str:
+    """The newest customer turn of a context window (``retrieval.pairs.context_text``)."""
+    for part in context.split(SEPARATOR):
+        if part.startswith(_CUSTOMER):
+            return part.removeprefix(_CUSTOMER)
+    return ""
 
 
 def rank_hits(
@@ -94,7 +107,9 @@ def rank_hits(
     scored = zip(usable, scores.tolist(), strict=True)
     best = _distinct(((h.item.reply, h.item.group, score, h) for h, score in scored), k)
     return [
-        RankedReply(hit.item.reply, score, hit.item.conversation_id, key)
+        RankedReply(
+            hit.item.reply, score, hit.item.conversation_id, key, asked_in(hit.item.context)
+        )
         for key, score, hit in best
     ]
 
@@ -146,7 +161,13 @@ def rank_rows(
         )
         ranked.append(
             [
-                RankedReply(index.reply_text(row), score, index.conversation_of(row), key)
+                RankedReply(
+                    index.reply_text(row),
+                    score,
+                    index.conversation_of(row),
+                    key,
+                    asked_in(index.context_text(row)),
+                )
                 for key, score, row in _distinct(usable, k)
             ]
         )

@@ -451,3 +451,83 @@ def test_the_past_reply_threshold_is_bot_yml_s_else_the_models_fitted_one(
     model = replace(outputs("greet", 0.2, oos=0.9, retrieved=score), reply_threshold=fitted)
     decision = engine.decide(conv(), "q", model, NOW)
     assert (decision == Reply("A past agent answer.", score=score)) is sent
+
+
+# order_status's examples name an order number: what its action is about
+NUMBERED = Engine(
+    replace(
+        DEFINITION,
+        intents=tuple(
+            replace(i, examples=(*i.examples, "status of order 1042"))
+            if i.name == "order_status"
+            else i
+            for i in DEFINITION.intents
+        ),
+    )
+)
+
+
+def test_a_follow_up_naming_an_entity_repeats_the_last_answers_intent() -> None:
+    """ "and 2002?" after an order's status: no confident intent of its own, an entity the
+    last answer's intent is about -> that intent again, for the new entity."""
+    history = (
+        Turn(Role.CUSTOMER, "where is my order 1043", NOW),
+        Turn(Role.BOT, "Order 1043 has shipped.", NOW, intent="order_status"),
+    )
+    conversation = Conversation("c1", ConversationStatus.BOT, history)
+    vague = outputs("greet", 0.3, oos=0.9)
+    decision = NUMBERED.decide(conversation, "and what about 2002?", vague, NOW)
+    assert decision == RunAction(
+        "action_order_status", intent="order_status", entities={"order_number": "2002"}
+    )
+    # no entity, or a last answer about something else: no follow-up
+    assert not isinstance(NUMBERED.decide(conversation, "and the other?", vague, NOW), RunAction)
+    other = Conversation(
+        "c1", ConversationStatus.BOT, (history[0], replace(history[1], intent="greet"))
+    )
+    assert not isinstance(NUMBERED.decide(other, "and 2002?", vague, NOW), RunAction)
+
+
+def test_an_action_takes_an_entity_left_out_from_the_customers_earlier_turns() -> None:
+    """ "when did it arrive?" after "where is order 2017?": the action gets 2017."""
+    history = (
+        Turn(Role.CUSTOMER, "where is order 2017?", NOW),
+        Turn(Role.BOT, "It shipped.", NOW, intent="order_status"),
+        Turn(Role.CUSTOMER, "thanks, and 2018 too", NOW),
+    )
+    conversation = Conversation("c1", ConversationStatus.BOT, history)
+    decision = NUMBERED.decide(
+        conversation, "when did it arrive?", outputs("order_status", 0.9), NOW
+    )
+    assert decision == RunAction(
+        "action_order_status", intent="order_status", entities={"order_number": "2018"}
+    )
+
+
+def test_close_answers_are_asked_about_not_guessed() -> None:
+    """An intent's answer and a past reply within the margin, or two past replies: the
+    bot asks which is meant, with the intent's topic and the past question as buttons."""
+    past = Candidate(
+        "Gift wrap is 3.50.", CandidateSource.RETRIEVAL, 0.78, question="do you gift wrap?"
+    )
+    model = outputs("refunds", 0.9)
+    top = replace(model.intents[0], support=0.75)
+    close = replace(model, intents=(top, *model.intents[1:]), candidates=(past,))
+    decision = ENGINE.decide(conv(), "q", close, NOW)
+    assert isinstance(decision, Clarify)
+    assert [b.payload for b in decision.buttons[:2]] == ["where is my refund", "do you gift wrap?"]
+    second = Candidate("We ship to the UK.", CandidateSource.RETRIEVAL, 0.76, question="UK?")
+    two = replace(outputs("greet", 0.2, oos=0.9), candidates=(past, second))
+    decision = ENGINE.decide(conv(), "q", two, NOW)
+    assert isinstance(decision, Clarify)
+    assert [b.payload for b in decision.buttons[:2]] == ["do you gift wrap?", "UK?"]
+    apart = replace(two, candidates=(past, replace(second, score=0.3)))
+    assert ENGINE.decide(conv(), "q", apart, NOW) == Reply("Gift wrap is 3.50.", score=0.78)
+
+
+def test_a_first_off_topic_message_gets_the_out_of_scope_reply_not_a_person() -> None:
+    """Hand-over needs the configured streak (2 here) or an explicit request."""
+    decision = ENGINE.decide(conv(), "what's the weather?", outputs("greet", 0.2, oos=0.95), NOW)
+    assert isinstance(decision, Clarify) and decision.out_of_scope
+    again = ENGINE.decide(conv(streak=1), "and tomorrow?", outputs("greet", 0.2, oos=0.95), NOW)
+    assert isinstance(again, Escalate)

@@ -277,7 +277,7 @@ async def test_prepared_statements_read_and_fail_as_execute_does(store: Store) -
         assert _CONVERSATION.mapping(conn, {"cid": "nobody"}) is None
     assert slow is not None and fast == dict(slow._mapping)
     assert fast["created_at"] == NOW and fast["created_at"].tzinfo is UTC
-    assert [(role, text) for role, text, _ in turns] == [("bot", "hi"), ("customer", "hi")]
+    assert [(role, text) for role, text, *_ in turns] == [("bot", "hi"), ("customer", "hi")]
     assert turns[0][2] == NOW and turns[0][2].tzinfo is UTC
 
     duplicate = {
@@ -634,6 +634,26 @@ async def test_conversation_with_turns_is_one_read_of_both(store: Store) -> None
     _, last_two = await store.conversation_with_turns(record.id, 2)
     assert [t.text for t in last_two] == ["m1", "m2"]
     assert await store.conversation_with_turns(uuid.uuid4().hex, 10) == (None, ())
+
+
+async def test_a_bot_turn_keeps_the_intent_it_answered(store: Store) -> None:
+    """The history the engine gets names the intent of each bot answer (a follow-up
+    "and 2002?" repeats it); other turns and answers of no intent have none."""
+    record, _ = await store.create_conversation("web", NOW)
+    await store.append_customer_message(record.id, "c0", "where is 1043?", NOW)
+    await store.append_event(
+        record.id,
+        kind="message",
+        role=Role.BOT,
+        text="It shipped.",
+        payload={"decision": "action", "intent": "order_status"},
+        now=NOW,
+    )
+    await store.append_event(
+        record.id, kind="message", role=Role.BOT, text="Sorry?", payload={}, now=NOW
+    )
+    _, turns = await store.conversation_with_turns(record.id, 10)
+    assert [t.intent for t in turns] == [None, "order_status", None]
 
 
 async def test_a_closed_conversation_takes_no_customer_message(store: Store) -> None:
