@@ -1,10 +1,12 @@
-"""STAR response ranking, 1 of 100: the base MiniLM encoder vs the fine-tuned ranker.
+"""STAR response ranking, 1 of 100, through the bundle the server loads: the demo bot
+trained with STAR's dialogues as its logs, the base encoder (logs indexed, not trained on)
+vs the defaults (one encoder fine-tuned on the bot's intents and the logs' replies).
 
 Split (fixed): test = the dialogues whose ``DialogueID % 10 == 1`` (666 of the 5,322 shipped
 dialogues; IDs that are multiples of 5 are withheld upstream), train = every other one. The
 two parts are written as chat-log JSONL files and go through the same library calls as
-``frontdesk dialogues index --logs TRAIN --out DIR [--no-train]`` and
-``frontdesk dialogues eval --model DIR --logs TEST --json``.
+``frontdesk train --bot examples/shop --logs TRAIN [--ranker-epochs 0]`` and
+``frontdesk dialogues eval --model current --logs TEST --json``.
 
     .venv/bin/python benchmarks/dialogues_star.py [--star ../shared/data/star/dialogues]
         [--only base|tuned] [--keep DIR] [--set NAME=VALUE ...]
@@ -22,9 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dataclasses import replace  # noqa: E402
+
 from retrieval.chatlog import read_logs, write_chatlog_jsonl  # noqa: E402
-from training.dialogue_model import evaluate_dialogues, index_dialogues  # noqa: E402
+from retrieval.registry import Registry  # noqa: E402
+from training.args import TrainingArguments  # noqa: E402
+from training.dialogue_model import evaluate_dialogues  # noqa: E402
+from training.pipeline import train_bot  # noqa: E402
 from training.ranker import RankerArguments  # noqa: E402
+
+SHOP = ROOT / "examples" / "shop"
 
 TEST_MOD, TEST_REST = 10, 1
 
@@ -58,19 +67,25 @@ def main() -> int:
         if opts.only and opts.only != name:
             continue
         started = time.perf_counter()
-        built = index_dialogues(
-            [work / "train.jsonl"], work / name, train=tune, args=args, progress=True
+        registry = Registry(work / name / "models")
+        built = train_bot(
+            SHOP,
+            registry,
+            logs=[work / "train.jsonl"],
+            args=TrainingArguments(ranker_epochs=None if tune else 0),
+            ranker_args=args if tune else replace(args, epochs=0),
         )
-        index_s = time.perf_counter() - started
+        train_s = time.perf_counter() - started
         started = time.perf_counter()
-        metrics, _ = evaluate_dialogues(work / name, [work / "test.jsonl"])
+        metrics, _ = evaluate_dialogues(built.path, [work / "test.jsonl"])
+        manifest = json.loads((built.path / "manifest.json").read_text(encoding="utf-8"))
         results[name] = {
             **metrics,
-            "index_seconds": round(index_s, 1),
+            "train_seconds": round(train_s, 1),
             "eval_seconds": round(time.perf_counter() - started, 1),
-            "indexed": built.pairs,
-            "best_epoch": built.best_epoch,
-            "valid": built.valid_metrics,
+            "indexed": built.indexed_turns,
+            "ranker": {k: manifest["ranker"][k] for k in ("driver", "best_epoch", "valid_metrics")},
+            "reply_threshold": built.reply_threshold,
         }
         print(json.dumps({name: results[name]}), flush=True)
     print(json.dumps(results, indent=2))

@@ -32,7 +32,9 @@ CONTEXT_HELP = (
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "run", None) is not _dialogues_index_replaced:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -190,6 +192,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--layers", type=_at_least_one, metavar="N", help=LAYERS_HELP)
     train.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
     train.add_argument(
+        "--ranker-epochs",
+        type=_epochs,
+        metavar="N",
+        help="epochs of the ranking objective over the logs when it drives (default: from "
+        "the number of pairs; 0: index the logs without training on them)",
+    )
+    train.add_argument(
         "--if-stale",
         action="store_true",
         help="train only when there is no current model, or the bot, the chat logs' "
@@ -239,45 +248,13 @@ def _parser() -> argparse.ArgumentParser:
     ieval.set_defaults(run=_intents_eval)
 
     dialogues = sub.add_parser(
-        "dialogues", help="index past chats with a fine-tuned response ranker, and evaluate it"
+        "dialogues", help="evaluate a bundle's answers from past chats (1-of-100 ranking)"
     )
     dsub = dialogues.add_subparsers(required=True, metavar="COMMAND")
     dindex = dsub.add_parser(
-        "index", help="redact, fine-tune the ranker, index and export into a model folder"
+        "index", help="replaced by `frontdesk train --bot DIR --logs PATH` (one bundle)"
     )
-    dindex.add_argument(
-        "--logs",
-        type=Path,
-        required=True,
-        action="append",
-        help="chat-log JSONL file, STAR dialogues/ folder or Bitext CSV; repeatable",
-    )
-    dindex.add_argument("--out", type=Path, required=True, help="model folder to write")
-    dindex.add_argument(
-        "--no-train", action="store_true", help="index with the base encoder, no fine-tuning"
-    )
-    dindex.add_argument(
-        "--index",
-        choices=["auto", "flat", "hnsw", "ivfpq"],
-        default="auto",
-        help="FAISS structure (auto: exact while small, HNSW above)",
-    )
-    dindex.add_argument(
-        "--order-pattern", help="regular expression of your order numbers, to redact them"
-    )
-    dindex.add_argument(
-        "--keep",
-        action="append",
-        default=[],
-        help="your own email or phone number, never redacted; repeatable",
-    )
-    dindex.add_argument("--phone-region", default="US", help="default phone country (ISO code)")
-    dindex.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    dindex.add_argument("--context", choices=["joint", "fused"], default="joint", help=CONTEXT_HELP)
-    dindex.add_argument("--epochs", type=_epochs, help=argparse.SUPPRESS)
-    _nice_flag(dindex)
-    dindex.add_argument("--json", action="store_true", help="print the result as JSON")
-    dindex.set_defaults(run=_dialogues_index)
+    dindex.set_defaults(run=_dialogues_index_replaced)
     deval = dsub.add_parser("eval", help="1-of-100 response ranking on held-out chat logs")
     _served_model_flags(deval)
     deval.add_argument("--logs", type=Path, required=True, action="append", help="test logs")
@@ -416,49 +393,15 @@ def _agents_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dialogues_index(args: argparse.Namespace) -> int:
-    from retrieval.redact import RedactionRules
-    from training.dialogue_model import index_dialogues
-    from training.ranker import RankerArguments
-
-    try:
-        rules = RedactionRules(
-            order_number=args.order_pattern,
-            keep=tuple(args.keep),
-            phone_region=args.phone_region,
-        )
-    except ValueError as exc:
-        print(f"frontdesk: error: {exc}", file=sys.stderr)
-        return 2
-    overrides: dict[str, Any] = {"device": args.device, "context": args.context}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    result = index_dialogues(
-        args.logs,
-        args.out,
-        train=not args.no_train,
-        rules=rules,
-        kind=args.index,
-        args=RankerArguments(**overrides),
-        progress=not args.json,
-        on_problems=_print_problems,
+def _dialogues_index_replaced(args: argparse.Namespace) -> int:
+    print(
+        "frontdesk: error: `dialogues index` is replaced by `frontdesk train --bot DIR "
+        "--logs PATH [--logs PATH ...]`: it fine-tunes one encoder on the bot's intents and "
+        "the logs' replies and publishes the one bundle the server loads; score it with "
+        "`frontdesk dialogues eval --model current --logs TEST`",
+        file=sys.stderr,
     )
-    if args.json:
-        _print_json(asdict(result), path=str(result.path), problems=len(result.problems))
-    else:
-        tuned = (
-            f"ranker fine-tuned (best epoch {result.best_epoch})"
-            if result.trained
-            else "base encoder"
-        )
-        if result.note:
-            print(f"note: {result.note}", file=sys.stderr)
-        print(
-            f"indexed {result.pairs} replies ({result.reply_groups} distinct answers) from "
-            f"{result.conversations} conversations, {result.index_kind} index, {tuned}, "
-            f"{result.seconds:.0f}s -> {result.path}"
-        )
-    return 0
+    return 2
 
 
 def _served_bundle(args: argparse.Namespace) -> Bundle:
@@ -591,7 +534,7 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     registry = Registry(settings.models_dir)
-    targs = _training_arguments(args, context=args.context)
+    targs = _training_arguments(args, context=args.context, ranker_epochs=args.ranker_epochs)
     if args.if_stale and not is_stale(settings.bot, registry, targs, args.logs):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
         return 0

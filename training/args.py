@@ -70,6 +70,10 @@ class TrainingArguments:
     +0.3 and +0.1 (BENCHMARKS.md)."""
     examples_budget: int = 40_000
     """Auto epochs: about this many training examples seen in all (3 to 10 epochs)."""
+    ranker_epochs: int | None = None
+    """Epochs of the ranking objective over the chat logs' (context -> reply) pairs when
+    its loop drives (few intent rows); None: from the number of pairs (1 to 8); 0: the
+    logs are indexed with the encoder the intents leave, not trained on."""
     context: Mode = "joint"
     """How the dialogue index reads a context window (``retrieval.context``): ``joint``
     encodes the window as one sequence; ``fused`` sums its turns' embeddings, so serving
@@ -103,6 +107,7 @@ class TrainingArguments:
             "probe_learning_rate": self.probe_learning_rate > 0,
             "layers": self.layers is None or self.layers >= 1,
             "examples_budget": self.examples_budget >= 1,
+            "ranker_epochs": self.ranker_epochs is None or self.ranker_epochs >= 0,
             "average_epochs": self.average_epochs >= 0,
             "contrastive_weight": self.contrastive_weight >= 0,
             "contrastive_temperature": self.contrastive_temperature > 0,

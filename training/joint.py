@@ -78,7 +78,7 @@ def train_jointly(
     """Fine-tune ``encoder`` in place on the intents and the logs as the module says;
     return the calibrated intent head and what the ranking objective did."""
     fine_tunes_intents = planned_epochs(labels, args) > 0
-    if not logs:
+    if not logs or ranker_args.epochs == 0:
         return JointTraining(
             train_intents(encoder, texts, labels, args, progress=progress),
             None,

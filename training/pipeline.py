@@ -110,10 +110,11 @@ BEFORE_THE_FIELD = {
     "fine_tune_min_valid_rows": 0,
     "probe_steps": 0,
     "refit_head": False,
+    "ranker_epochs": 0,
 }
 """What a Frontdesk that predates these training arguments did: it fine-tuned whatever
-the rows, ``epochs`` 0 kept the intents' centroids, and a head was never fitted again
-with the validation rows."""
+the rows, ``epochs`` 0 kept the intents' centroids, a head was never fitted again with
+the validation rows, and the chat logs were indexed, never trained on."""
 
 
 ONLY_FOR_A_KEPT_ENCODER = {"refit_head"}
@@ -162,8 +163,11 @@ def train_bot(
     args: TrainingArguments | None = None,
     base_model: Path | None = None,
     progress: bool = True,
+    ranker_args: RankerArguments | None = None,
 ) -> TrainResult:
-    """Train the intent classifier, index the dialogues, and publish the bundle."""
+    """Fine-tune one encoder on the bot's intents and the chat logs' replies
+    (``training.joint``), index the logs, fit the reply calibration, and publish the bundle.
+    ``ranker_args``: the ranking objective's arguments (default: from ``args``)."""
     started = time.perf_counter()
     args = args or TrainingArguments()
     definition = load_bot(bot_dir)
@@ -184,7 +188,8 @@ def train_bot(
 
     device = args.resolved_device()
     encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
-    ranker_args = RankerArguments(
+    ranker_args = ranker_args or RankerArguments(
+        epochs=args.ranker_epochs,
         context=args.context,
         device=args.device,
         precision=args.precision,

@@ -161,7 +161,6 @@ def test_invalid_setting_is_a_clear_error(capsys: pytest.CaptureFixture[str]) ->
     [
         (["intents", "train", "--train", "missing.csv", "--out", "m"], 19),
         (["intents", "train", "--train", "missing.csv", "--out", "m", "--nice", "5"], 5),
-        (["dialogues", "index", "--logs", "missing.jsonl", "--out", "m", "--nice", "0"], 0),
         (["train", "--bot", "missing-bot", "--nice", "7"], 7),
         (["intents", "eval", "--model", "m", "--test", "missing.csv"], 0),  # not training
     ],
