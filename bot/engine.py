@@ -39,6 +39,8 @@ from bot.types import (
 )
 
 CLARIFY_OPTIONS = 3
+ENTITY_INTENTS = 2
+ENTITY_MIN_PROBABILITY = 0.2
 
 
 class Engine:
@@ -81,7 +83,7 @@ class Engine:
         if top is not None and top.probability >= thresholds.intent and not out_of_scope:
             intent = self._intents.get(top.name)
         if intent is None:
-            intent = self._follow_up(conversation, text)
+            intent = self._follow_up(conversation, text) or self._named_entity(outputs, text)
         # Hand-overs first: an explicit request or a bot.yml rule, then frustration (an
         # annoyed customer gets a person even when the bot has an answer for them).
         if intent is not None and self._hands_over(intent):
@@ -202,6 +204,21 @@ class Engine:
         if self._entities_of[last.intent].isdisjoint(named):
             return None
         return self._intents[last.intent]
+
+    def _named_entity(self, outputs: ModelOutputs, text: str) -> Intent | None:
+        """A message with no confident intent that names an entity (an order number) one
+        of its likeliest intents is about ("any news on 3208? haven't heard a thing"): that
+        intent. Only among the :data:`ENTITY_INTENTS` likeliest, from
+        :data:`ENTITY_MIN_PROBABILITY`: a number alone does not make a question."""
+        named = extract_entities(self.definition.entities, text)
+        if not named:
+            return None
+        for scored in outputs.intents[:ENTITY_INTENTS]:
+            if scored.probability < ENTITY_MIN_PROBABILITY:
+                break
+            if not self._entities_of.get(scored.name, frozenset()).isdisjoint(named):
+                return self._intents.get(scored.name)
+        return None
 
     def _entities_with_earlier(
         self, intent: Intent, conversation: Conversation, text: str

@@ -12,6 +12,7 @@ past reply by these two comparable numbers. Pure numpy.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,10 +36,15 @@ class IntentSupport:
     answered: npt.NDArray[np.bool_]
     """(C,) whether the intent has such a text (an action or a hand-over has none)."""
     intents: tuple[str, ...]
+    calibration: ReplyCalibration | None = None
+    """Its own calibration, fitted on the bot's examples (``training.support_calibration``);
+    None: the past replies' one is used (support files from before it)."""
 
     def scores(self, queries: Array, calibration: ReplyCalibration) -> Array:
         """(B, D) message embeddings -> (B, C) probability that each intent's answer is
-        right, as :func:`retrieval.ranking.rank_hits` scores a past reply."""
+        right, as :func:`retrieval.ranking.rank_hits` scores a past reply; with the
+        support's own calibration where it has one, else ``calibration``."""
+        calibration = self.calibration or calibration
         sims = queries @ self.examples.T  # (B, N)
         nearest = np.full((len(queries), len(self.intents)), -1.0, dtype=np.float32)
         np.maximum.at(nearest.T, self.labels, sims.T)  # (B, C): best example of each intent
@@ -53,7 +59,12 @@ class IntentSupport:
         remap = np.empty(len(self.intents), dtype=np.int64)
         remap[order] = np.arange(len(order))
         return IntentSupport(
-            self.examples, remap[self.labels], self.answers[order], self.answered[order], names
+            self.examples,
+            remap[self.labels],
+            self.answers[order],
+            self.answered[order],
+            names,
+            self.calibration,
         )
 
     def save(self, path: Path) -> None:
@@ -64,6 +75,9 @@ class IntentSupport:
             answers=self.answers,
             answered=self.answered,
             intents=np.asarray(self.intents),
+            calibration=np.asarray(
+                json.dumps(self.calibration.to_json() if self.calibration else None)
+            ),
         )
 
     @classmethod
@@ -75,4 +89,7 @@ class IntentSupport:
                 answers=data["answers"].astype(np.float32),
                 answered=data["answered"].astype(bool),
                 intents=tuple(str(x) for x in data["intents"]),
+                calibration=ReplyCalibration.from_json(json.loads(str(data["calibration"])))
+                if "calibration" in data and json.loads(str(data["calibration"])) is not None
+                else None,
             )

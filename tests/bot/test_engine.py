@@ -531,3 +531,17 @@ def test_a_first_off_topic_message_gets_the_out_of_scope_reply_not_a_person() ->
     assert isinstance(decision, Clarify) and decision.out_of_scope
     again = ENGINE.decide(conv(streak=1), "and tomorrow?", outputs("greet", 0.2, oos=0.95), NOW)
     assert isinstance(again, Escalate)
+
+
+def test_a_named_entity_picks_the_likely_intent_it_belongs_to() -> None:
+    """No confident intent, but the message names an order number and order_status (whose
+    examples name one) is among the two likeliest intents: its action runs. A number with
+    no such intent near the top, or too unlikely, changes nothing."""
+    vague = outputs("order_status", 0.3, oos=0.9)
+    decision = NUMBERED.decide(conv(), "any nws on 3208? nothing since i ordred", vague, NOW)
+    assert decision == RunAction(
+        "action_order_status", intent="order_status", entities={"order_number": "3208"}
+    )
+    unlikely = outputs("order_status", 0.1, oos=0.9)
+    assert not isinstance(NUMBERED.decide(conv(), "train 4711 was late", unlikely, NOW), RunAction)
+    assert not isinstance(ENGINE.decide(conv(), "any news on 3208?", vague, NOW), RunAction)
