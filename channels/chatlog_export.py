@@ -7,16 +7,29 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from bot.types import Role
 from channels.store import ConversationRecord, IntentTag, Store, StoredEvent
 from retrieval.chatlog import ChatLog, ChatTurn, TurnRole, chatlog_line
 from retrieval.errors import ChatLogError
 
 PAGE = 500
+
+NOTICE_DECISIONS = frozenset({"escalate", "handoff"})
+"""The ``decision`` of stored bot messages that are notices about the conversation itself,
+exported as ``system`` turns: ``escalate`` (why the bot hands over: "I'll pass you to one of
+my colleagues", the intent's hand-over response) and ``handoff`` (what happens next: the
+queue place and wait, or when the team is back). The other decisions the service stores are
+the bot answering the customer and stay ``bot`` turns: ``reply``, ``clarify`` (its question
+back), ``action`` (a custom action's messages) and ``error`` (its apology with the offer of
+a person), as does a bot message with no decision."""
+
+_ROLES = {Role.CUSTOMER: TurnRole.CUSTOMER, Role.BOT: TurnRole.BOT, Role.AGENT: TurnRole.AGENT}
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,7 @@ def chat_log(
     """A stored conversation as a chat log (None when nobody wrote anything in it); its
     status and the agents' intent tags (``tagged``: (text, intent)) go into ``metadata``."""
     turns = tuple(
-        ChatTurn(TurnRole(e.role.value), e.text, e.created_at)
+        ChatTurn(turn_role(e.role, e.payload), e.text, e.created_at)
         for e in events
         if e.role is not None and e.text and e.text.strip()
     )
@@ -46,6 +59,14 @@ def chat_log(
     if tagged:
         metadata["intent_tags"] = [{"text": text, "intent": intent} for text, intent in tagged]
     return ChatLog(record.id, record.channel, record.created_at, turns, metadata)
+
+
+def turn_role(role: Role, payload: Mapping[str, object]) -> TurnRole:
+    """A stored message's role in the chat log: the bot's hand-over and queue notices
+    (:data:`NOTICE_DECISIONS`) are ``system`` turns, every other message keeps its author."""
+    if role is Role.BOT and payload.get("decision") in NOTICE_DECISIONS:
+        return TurnRole.SYSTEM
+    return _ROLES[role]
 
 
 def tagged_texts(events: list[StoredEvent], tags: list[IntentTag]) -> list[tuple[str, str]]:

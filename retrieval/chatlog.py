@@ -41,11 +41,15 @@ log = logging.getLogger(__name__)
 
 
 class TurnRole(StrEnum):
-    """Who wrote a turn: the customer, the bot, or a human agent."""
+    """Who wrote a turn: the customer, the bot, a human agent, or the platform itself."""
 
     CUSTOMER = "customer"
     BOT = "bot"
+    """The bot's answers (and its questions back, such as "is it one of these?")."""
     AGENT = "agent"
+    SYSTEM = "system"
+    """Notices about the conversation itself, not answers: "I'll pass you to one of my
+    colleagues", "you are number 2 in the queue", "our team is back Monday at 09:00"."""
 
 
 _ROLES = frozenset(role.value for role in TurnRole)

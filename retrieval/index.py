@@ -101,6 +101,18 @@ class IndexedTurn:
     reply: str
     group: int = -1
     """Near-duplicate reply group; -1 when the reply belongs to none."""
+    question: str = ""
+    """What the customer asked that the reply answers, where it is not the newest customer
+    turn of ``context`` ("" then): after a hand-over, the question before the request for
+    a person. Shown on a clarify button."""
+
+
+def asked_in(context: str) -> str:
+    """The newest customer turn of a context window (``retrieval.pairs.context_text``)."""
+    for part in context.split(" [SEP] "):
+        if part.startswith("customer: "):
+            return part.removeprefix("customer: ")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -180,6 +192,7 @@ class _Rows:
         self.reply_embeddings: npt.NDArray[np.float16] = np.zeros((0, dim), dtype=REPLY_DTYPE)
         self.contexts: list[str] = []
         self.replies: list[str] = []
+        self.questions: list[str] = []
 
     def _reserve(self, needed: int) -> None:
         capacity = len(self.live)
@@ -200,6 +213,7 @@ class _Rows:
         self._reserve(self.count + len(items))
         self.contexts.extend([""] * len(items))
         self.replies.extend([""] * len(items))
+        self.questions.extend([""] * len(items))
         self.count += len(items)
         self._put(rows, items, reply_embeddings)
         return rows
@@ -220,6 +234,7 @@ class _Rows:
         self.reply_embeddings[rows] = reply_embeddings
         for row, item in zip(rows.tolist(), items, strict=True):
             self.contexts[row], self.replies[row] = item.context, item.reply
+            self.questions[row] = item.question
         self.live_count += len(items)
 
     def forget(self, conversation_id: str) -> Ids:
@@ -233,7 +248,7 @@ class _Rows:
         self.conversation[rows] = -1
         self.reply_embeddings[rows] = 0.0
         for row in rows.tolist():
-            self.contexts[row] = self.replies[row] = ""
+            self.contexts[row] = self.replies[row] = self.questions[row] = ""
         self.turn[rows] = self.group[rows] = 0
         self.live_count -= len(rows)
         return rows
@@ -250,6 +265,7 @@ class _Rows:
             self.contexts[row],
             self.replies[row],
             int(self.group[row]),
+            self.questions[row],
         )
 
     def compact(self) -> Ids:
@@ -269,6 +285,7 @@ class _Rows:
         keep_list = keep.tolist()
         self.contexts = [self.contexts[i] for i in keep_list]
         self.replies = [self.replies[i] for i in keep_list]
+        self.questions = [self.questions[i] for i in keep_list]
         self.count = self.live_count = len(keep)
         return remap
 
@@ -295,6 +312,8 @@ class _Rows:
                     "reply": self.replies[row],
                     "group": group,
                 }
+                if self.questions[row]:
+                    record["question"] = self.questions[row]
                 fh.write(json.dumps(record) + "\n")
         np.save(folder / REPLIES_FILE, self.reply_embeddings[rows])
 
@@ -337,6 +356,7 @@ class _Rows:
         rows._reserve(count)
         rows.count = count
         rows.contexts, rows.replies = [""] * count, [""] * count
+        rows.questions = [""] * count
         rows._put(ids, items, replies)  # rows between the saved ids stay deleted gaps
         return rows
 
@@ -489,6 +509,10 @@ class DialogueIndex:
 
     def context_text(self, row: int) -> str:
         return self._rows.contexts[row]
+
+    def question_text(self, row: int) -> str:
+        """What the customer asked that the row's reply answers."""
+        return self._rows.questions[row] or asked_in(self._rows.contexts[row])
 
     def conversation_of(self, row: int) -> str:
         return self._rows.conversation_id(row)

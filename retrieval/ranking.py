@@ -21,10 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from retrieval.index import DialogueIndex, Hit
-from retrieval.pairs import SEPARATOR
-
-_CUSTOMER = "customer: "
+from retrieval.index import DialogueIndex, Hit, asked_in
 
 Array = npt.NDArray[np.float32]
 Item = TypeVar("Item")
@@ -86,14 +83,6 @@ class RankedReply:
     """What the customer asked there (the newest customer turn of its context)."""
 
 
-def asked_in(context: str) -> str:
-    """The newest customer turn of a context window (``retrieval.pairs.context_text``)."""
-    for part in context.split(SEPARATOR):
-        if part.startswith(_CUSTOMER):
-            return part.removeprefix(_CUSTOMER)
-    return ""
-
-
 def rank_hits(
     query: Array, hits: Sequence[Hit], calibration: ReplyCalibration, k: int
 ) -> list[RankedReply]:
@@ -108,7 +97,11 @@ def rank_hits(
     best = _distinct(((h.item.reply, h.item.group, score, h) for h, score in scored), k)
     return [
         RankedReply(
-            hit.item.reply, score, hit.item.conversation_id, key, asked_in(hit.item.context)
+            hit.item.reply,
+            score,
+            hit.item.conversation_id,
+            key,
+            hit.item.question or asked_in(hit.item.context),
         )
         for key, score, hit in best
     ]
@@ -166,7 +159,7 @@ def rank_rows(
                     score,
                     index.conversation_of(row),
                     key,
-                    asked_in(index.context_text(row)),
+                    index.question_text(row),
                 )
                 for key, score, row in _distinct(usable, k)
             ]

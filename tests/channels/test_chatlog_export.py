@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 
+from bot.definition import load_bot
+from bot.engine import Engine
 from bot.types import ConversationStatus, Role
+from channels.actions import ActionMessage, ActionRequest
+from channels.bus import InProcessBus
 from channels.cli import main
+from channels.inference import MicroBatcher
+from channels.service import ConversationService
 from channels.store import AgentRole, ConversationRecord, Store
+from retrieval.bundle import Analysis
 from retrieval.chatlog import ChatLog, TurnRole, read_chatlog_jsonl
 from retrieval.pairs import dialogue_pairs
 
@@ -74,7 +81,7 @@ def test_export_writes_chat_logs_and_tagged_rows_for_retraining(
     assert handed.channel == "web" and handed.started_at == T0
     assert [(t.role, t.text) for t in handed.turns] == [
         (TurnRole.CUSTOMER, "my lamp arrived broken"),
-        (TurnRole.BOT, "Sorry! Passing you on."),
+        (TurnRole.SYSTEM, "Sorry! Passing you on."),  # a hand-over notice, not an answer
         (TurnRole.AGENT, "I'll send a new one today."),
     ]
     assert handed.turns[2].ts == T0 + timedelta(minutes=1)
@@ -189,3 +196,116 @@ def test_export_writes_each_page_before_reading_the_next(
     assert "page" in happened[happened.index(writes[0]) :]  # written before the last read
     assert [log.id for log in read_chatlog_jsonl(out).logs] == [w.split()[1] for w in writes]
     assert not (tmp_path / "logs.jsonl.partial").exists()
+
+
+# --- roles: the bot's answers, its hand-over notices and the agents' replies ----------------
+
+SHOP = load_bot(Path(__file__).resolve().parents[2] / "examples" / "shop")
+SHIPPING = "what does shipping cost?"
+SHADES = "do you sell replacement lamp shades?"
+SHADES_AGAIN = "replacement shades for the brass lamp, do you sell those?"
+SHADES_ANSWER = "Yes: linen replacement shades in three sizes, €24 each, under Lighting."
+ORDER_AGAIN = "Can I add one to my order 1042?"
+ORDER_ANSWER = "Done: I've added a medium shade to order 1042, it ships with the rest."
+
+
+class ScriptedModel:
+    """Sure it is ``shipping_costs`` for :data:`SHIPPING`; unsure about anything else."""
+
+    version = "scripted"
+
+    def analyze(
+        self, texts: list[str], contexts: list[str] | None = None, k: int = 5
+    ) -> list[Analysis]:
+        return [
+            Analysis((("shipping_costs", 0.97),), 0.0, ())
+            if text == SHIPPING
+            else Analysis((("greet", 0.2), ("returns", 0.1)), 0.9, ())
+            for text in texts
+        ]
+
+
+class NoActions:
+    async def run(self, request: ActionRequest) -> list[ActionMessage]:
+        raise AssertionError(f"no action expected, got {request.action}")
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def _handed_over(url: str) -> str:
+    """A conversation the demo bot's engine and the real service handle: an answer, then a
+    question it cannot answer twice (it asks back, then hands over with its notices), then
+    an agent who takes it and answers, and answers a follow-up."""
+    monday_morning = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # 10:00 in Berlin: open
+    store = await Store.open(url)
+    batcher = MicroBatcher(ScriptedModel())
+    batcher.start()
+    service = ConversationService(
+        store, Engine(SHOP), batcher, NoActions(), InProcessBus(), clock=lambda: monday_morning
+    )
+    try:
+        agent = await store.add_agent("ann@shop.example", "Ann", "x", AgentRole.AGENT, T0)
+        record, _ = await service.open("web")
+        for n, text in enumerate([SHIPPING, SHADES, SHADES_AGAIN]):
+            event, _ = await service.accept(record.id, f"c{n}", text)
+            await service.respond(event)
+        await service.set_status(record.id, ConversationStatus.AGENT, "taken")
+        for text in (SHADES_ANSWER, ORDER_ANSWER):
+            if text == ORDER_ANSWER:
+                await service.accept(record.id, "c3", ORDER_AGAIN)
+            await store.append_event(
+                record.id, kind="message", role=Role.AGENT, text=text,
+                payload={"agent_id": agent.id}, now=monday_morning,
+            )  # fmt: skip
+        return record.id
+    finally:
+        await batcher.stop()
+        await store.close()
+
+
+def test_export_writes_hand_over_notices_as_system_turns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The service's hand-over messages (decision `escalate`, then the queue notice,
+    `handoff`) are exported as `system` turns; the bot's answer and its question back stay
+    `bot`, the agent's replies `agent`. The pairs the next training indexes answer the
+    customer's questions from before the hand-over, never a notice."""
+    home = tmp_path / "home"
+    home.mkdir()
+    conversation = asyncio.run(_handed_over(f"sqlite+aiosqlite:///{home / 'frontdesk.db'}"))
+    out = tmp_path / "logs.jsonl"
+    assert main(["export", "--home", str(home), "--out", str(out)]) == 0
+    capsys.readouterr()
+
+    read = read_chatlog_jsonl(out)
+    assert read.problems == ()
+    (log,) = read.logs
+    assert log.id == conversation
+    roles = [turn.role for turn in log.turns]
+    texts = [turn.text for turn in log.turns]
+    assert roles == [
+        TurnRole.CUSTOMER, TurnRole.BOT,  # a question the bot answers
+        TurnRole.CUSTOMER, TurnRole.BOT,  # one it is unsure about: it asks back
+        TurnRole.CUSTOMER, TurnRole.SYSTEM, TurnRole.SYSTEM,  # unsure again: hands over
+        TurnRole.AGENT, TurnRole.CUSTOMER, TurnRole.AGENT,
+    ]  # fmt: skip
+    shipping = {variant.text for variant in SHOP.responses["utter_shipping_costs"].variants}
+    assert texts[1] in shipping
+    assert texts[3] in {SHOP.messages.clarify, SHOP.messages.out_of_scope}
+    assert texts[5] == SHOP.messages.escalate
+    assert texts[6].startswith("You are number 1 in the queue")
+    assert [t for t, r in zip(texts, roles, strict=True) if r is TurnRole.AGENT] == [
+        SHADES_ANSWER, ORDER_ANSWER,
+    ]  # fmt: skip
+
+    first, second = dialogue_pairs([log])
+    assert first.reply == SHADES_ANSWER
+    # the customer's questions before the hand-over, newest first: no bot turn, no notice
+    assert first.context == (
+        f"customer: {SHADES_AGAIN} [SEP] customer: {SHADES} [SEP] customer: {SHIPPING}"
+    )
+    assert second.reply == ORDER_ANSWER
+    assert second.context == (
+        f"customer: {ORDER_AGAIN} [SEP] agent: {SHADES_ANSWER} [SEP] customer: {SHADES_AGAIN}"
+    )

@@ -70,9 +70,13 @@ def turn(**fields: object) -> str:
         (line(turns=["hi"]), "turns[0]: expected an object, got 'hi'"),
         (
             turn(role="robot", text="hi"),
-            "turns[0].role: expected one of customer, bot, agent, got 'robot'",
+            "turns[0].role: expected one of customer, bot, agent, system, got 'robot'",
         ),
-        (turn(text="hi"), "turns[0].role: expected one of customer, bot, agent, got None"),
+        (
+            turn(role="System", text="You are number 2 in the queue."),  # roles are lower case
+            "turns[0].role: expected one of customer, bot, agent, system, got 'System'",
+        ),
+        (turn(text="hi"), "turns[0].role: expected one of customer, bot, agent, system, got None"),
         (turn(role="customer", text="  "), "turns[0].text: expected a non-empty string, got '  '"),
         (turn(role="customer"), "turns[0].text: expected a non-empty string, got None"),
         (
@@ -181,6 +185,31 @@ def test_write_then_read_round_trips(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
+def test_system_turns_read_and_round_trip(tmp_path: Path) -> None:
+    """The platform's notices (hand-over, queue, "the team is back") are `system` turns: read
+    as such, written back the same, never taken for the customer or the bot."""
+    notices = [
+        {"role": "customer", "text": "do you sell lamp shades?", "ts": "2026-03-02T10:15:00Z"},
+        {"role": "system", "text": "I'll pass you to one of my colleagues.", "ts": None},
+        {"role": "system", "text": "You are number 2 in the queue.", "ts": None},
+        {"role": "agent", "text": "Yes, in three sizes.", "ts": "2026-03-02T10:19:00Z"},
+    ]
+    path = tmp_path / "logs.jsonl"
+    path.write_text(line(turns=notices) + "\n", encoding="utf-8")
+    result = read_chatlog_jsonl(path)
+    assert result.problems == ()
+    (chat,) = result.logs
+    assert [t.role for t in chat.turns] == [
+        TurnRole.CUSTOMER, TurnRole.SYSTEM, TurnRole.SYSTEM, TurnRole.AGENT,
+    ]  # fmt: skip
+    assert ChatTurn("system", "x").role is TurnRole.SYSTEM  # type: ignore[arg-type]
+    again = tmp_path / "again.jsonl"
+    write_chatlog_jsonl(result.logs, again)
+    assert json.loads(again.read_text(encoding="utf-8"))["turns"][1] == notices[1]
+    assert read_chatlog_jsonl(again) == result
+    assert read_logs(again) == result
+
+
 def test_write_refuses_metadata_that_is_not_json(tmp_path: Path) -> None:
     """A metadata value JSON cannot hold is an error naming the conversation; no file is left."""
     path = tmp_path / "out.jsonl"
@@ -199,7 +228,9 @@ def test_values_are_frozen_and_roles_checked() -> None:
     with pytest.raises(TypeError):
         chat.metadata["a"] = 3  # type: ignore[index]
     assert ChatTurn("customer", "hi").role is TurnRole.CUSTOMER  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="expected one of customer, bot, agent, got 'robot'"):
+    with pytest.raises(
+        ValueError, match="expected one of customer, bot, agent, system, got 'robot'"
+    ):
         ChatTurn("robot", "hi")  # type: ignore[arg-type]
 
 

@@ -431,3 +431,22 @@ def test_a_format_1_folder_still_loads(tmp_path: Path) -> None:
     np.testing.assert_allclose(hit.reply_embedding, rep[2], atol=1e-3)  # float32 file loads
     index.add(turns("b", 1), vectors(1, 4), vectors(1, 4))  # new ids do not collide
     assert len(index) == 4 and index.delete_conversation("a") == 3
+
+
+def test_a_rows_question_survives_save_and_load(tmp_path: Path) -> None:
+    """The question a reply answers is stored where it is not the context's newest customer
+    turn, and read back; otherwise the context's newest customer turn stands for it."""
+    from retrieval.index import IndexedTurn
+
+    index = DialogueIndex(4)
+    items = [
+        IndexedTurn(
+            "a", 1, "customer: I want a person [SEP] customer: buy back?", "Yes.", 0, "buy back?"
+        ),
+        IndexedTurn("b", 1, "customer: where is it?", "Here.", 1),
+    ]
+    vectors = np.eye(4, dtype=np.float32)[:2]
+    index.add(items, vectors, vectors)
+    index.save(tmp_path / "ix")
+    loaded = DialogueIndex.load(tmp_path / "ix")
+    assert [loaded.question_text(r) for r in range(2)] == ["buy back?", "where is it?"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from retrieval.chatlog import ChatLog, ChatTurn, TurnRole
-from retrieval.pairs import context_text, dialogue_pairs, reply_key
+from retrieval.pairs import context_text, dialogue_pairs, message_window, reply_key
 from retrieval.redact import Redactor
 
-C, A, B = TurnRole.CUSTOMER, TurnRole.AGENT, TurnRole.BOT
+C, A, B, S = TurnRole.CUSTOMER, TurnRole.AGENT, TurnRole.BOT, TurnRole.SYSTEM
 
 
 def chat(cid: str, *turns: tuple[TurnRole, str]) -> ChatLog:
@@ -58,6 +58,53 @@ def test_an_agents_first_reply_after_a_hand_over_answers_the_question_before_it(
     assert pair.turn == 3
 
 
+def test_system_notices_are_neither_context_nor_answers() -> None:
+    """`system` turns (hand-over and queue notices, as `frontdesk export` writes them) are
+    skipped like the bot's: never a context turn, never an answer, never the customer's
+    turn that lets an agent's reply count as a pair."""
+    log = chat(
+        "s1",
+        (S, "You are number 1 in the queue."),  # before any customer turn
+        (A, "Hi, I'm Ann."),  # no customer turn before it: not a pair, notices don't count
+        (C, "do you sell replacement lamp shades?"),
+        (B, "Sorry, I'm not quite sure what you mean."),
+        (S, "I'll pass you to one of my colleagues."),
+        (S, "Our team is back Monday at 09:00 (Europe/Berlin)."),
+        (A, "Yes, in three sizes."),
+        (S, "The conversation was handed back."),
+        (A, "Anything else?"),
+    )
+    pairs = dialogue_pairs([log])
+    assert [(p.turn, p.reply) for p in pairs] == [
+        (6, "Yes, in three sizes."),
+        (8, "Anything else?"),
+    ]
+    assert (
+        pairs[0].context
+        == "customer: do you sell replacement lamp shades? [SEP] agent: Hi, I'm Ann."
+    )
+    assert pairs[1].context == context_text(
+        [
+            (A, "Hi, I'm Ann."),
+            (C, "do you sell replacement lamp shades?"),
+            (A, "Yes, in three sizes."),
+        ]
+    )
+    assert not any("queue" in p.context or "colleagues" in p.context for p in pairs)
+    assert dialogue_pairs([chat("s2", (S, "You are number 1 in the queue."), (A, "Hello!"))]) == []
+    # serving reads its windows the same way: the notices neither show nor take a place
+    history = [
+        ("customer", "do you sell lamp shades?"),
+        ("system", "I'll pass you to one of my colleagues."),
+        ("system", "You are number 2 in the queue."),
+        ("bot", "Sorry, I'm not sure."),
+    ]
+    assert (
+        message_window(history, "hello?")
+        == "customer: hello? [SEP] customer: do you sell lamp shades?"
+    )
+
+
 def test_near_duplicate_replies_share_a_group_and_repeats_are_kept_once() -> None:
     logs = [
         chat("a", (C, "bye"), (A, "Thank you and goodbye.")),
@@ -83,3 +130,21 @@ def test_redaction_reaches_context_and_reply() -> None:
     (pair,) = dialogue_pairs([log], redact=Redactor())
     assert pair.context == "customer: I'm [EMAIL], call [PHONE]"
     assert pair.reply == "Mailed [EMAIL]"
+
+
+def test_a_reply_after_a_hand_over_names_the_question_not_the_request_for_a_person() -> None:
+    """The clarify button of a past reply shows what the customer asked: after a hand-over
+    (a system notice after the request), the question before the request."""
+    S = TurnRole.SYSTEM
+    log = chat(
+        "h2",
+        (C, "do you buy back used furniture?"),
+        (B, "Sorry, I'm not sure what you mean."),
+        (C, "I want to talk to a person"),
+        (S, "I'll pass you to one of my colleagues."),
+        (A, "Yes, through our Second Round scheme."),
+    )
+    (pair,) = dialogue_pairs([log])
+    assert pair.question == "do you buy back used furniture?"
+    plain = chat("p1", (C, "where is my parcel?"), (A, "On its way."))
+    assert dialogue_pairs([plain])[0].question == ""  # the newest customer turn: not stored
