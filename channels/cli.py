@@ -546,7 +546,12 @@ def _train(args: argparse.Namespace) -> int:
         ]
     )
     if args.json:
-        _print_json(asdict(result), path=str(result.path), log_problems=len(result.log_problems))
+        _print_json(
+            asdict(result),
+            path=str(result.path),
+            log_problems=len(result.log_problems),
+            report=str(result.report) if result.report is not None else None,
+        )
     else:
         logs = "encoder also trained on the logs' replies, " if result.ranker_trained else ""
         threshold = (
@@ -559,6 +564,8 @@ def _train(args: argparse.Namespace) -> int:
             f"examples ({_tuning(result.epochs)}), {result.indexed_turns} dialogue turns "
             f"indexed, {logs}{threshold}{result.seconds:.0f}s -> {result.path}"
         )
+        if result.report is not None:
+            print(f"report: {result.report}")
     return 0
 
 

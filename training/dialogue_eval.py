@@ -9,14 +9,18 @@ hundreds of conversations) is drawn again: it is the right answer, not a distrac
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
+from retrieval import bundle as bundle_files
+from retrieval.bundle import Bundle
 from retrieval.chatlog import ChatLog, TurnRole
-from retrieval.index import DialogueIndex
+from retrieval.index import DialogueIndex, Hit
 from retrieval.pairs import CONTEXT_TURNS, dialogue_pairs
 from retrieval.ranking import ReplyCalibration, score_candidates
 from training.errors import TrainingError
@@ -33,6 +37,8 @@ class RankingCase:
     context: str
     candidates: tuple[str, ...]
     """The true reply first, then the drawn ones."""
+    conversation_id: str = ""
+    """The conversation the context and the true reply come from."""
 
 
 def ranking_cases(
@@ -74,7 +80,8 @@ def ranking_cases(
             continue
         want = min(candidates - 1, allowed.size)
         drawn = rng.choice(allowed, size=want, replace=False)
-        cases.append(RankingCase(context, (pair.reply, *(str(texts[i]) for i in drawn))))
+        options = (pair.reply, *(str(texts[i]) for i in drawn))
+        cases.append(RankingCase(context, options, pair.conversation_id))
     if not cases:
         raise TrainingError(
             "no test cases: expected agent turns after a customer turn in at least two "
@@ -120,24 +127,58 @@ def score_cases_with_index(
     calibration: ReplyCalibration,
     depth: int,
     encode_contexts: Callable[[Sequence[str]], Vectors] | None = None,
+    *,
+    leave_out_own: bool = False,
 ) -> list[Vectors]:
     """The served scores (``retrieval.ranking.score_candidates``): each candidate's cosine to
     the context, fused with the evidence of the ``depth`` nearest past moments in ``index``
     whose agent reply was that same answer, weighted by the bundle's fitted calibration.
-    ``encode_contexts`` encodes the contexts as the server does (shorter), default ``encode``."""
+    ``encode_contexts`` encodes the contexts as the server does (shorter), default ``encode``.
+    ``leave_out_own``: the past moments of a case's own conversation are not evidence (they
+    are left out, and ``depth`` others taken): conversations that ``index`` holds are scored
+    as if it did not (leave-one-conversation-out)."""
     contexts = sorted({c.context for c in cases})
     replies = sorted({r for c in cases for r in c.candidates})
     ctx_emb = (encode_contexts or encode)(contexts)
     ctx_row = {text: i for i, text in enumerate(contexts)}
     rep_index = {text: i for i, text in enumerate(replies)}
     rep = encode(replies)
-    hits = index.search(ctx_emb, depth)
+    # a conversation holds at most as many indexed moments as it gives cases
+    own = Counter(c.conversation_id for c in cases) if leave_out_own else Counter()
+    hits = index.search(ctx_emb, depth + max(own.values(), default=0))
+
+    def evidence(case: RankingCase) -> list[Hit]:
+        found = hits[ctx_row[case.context]]
+        if leave_out_own:
+            found = [h for h in found if h.item.conversation_id != case.conversation_id]
+        return found[:depth]
+
     return [
         score_candidates(
             ctx_emb[ctx_row[case.context]],
             rep[[rep_index[r] for r in case.candidates]],
-            hits[ctx_row[case.context]],
+            evidence(case),
             calibration,
         )
         for case in cases
     ]
+
+
+def score_served(
+    bundle: Bundle, cases: Sequence[RankingCase], *, leave_out_own: bool = False
+) -> list[Vectors]:
+    """:func:`score_cases_with_index` as the server scores with ``bundle`` (``frontdesk
+    dialogues eval``): its encoder, index and reply calibration, the retrieval depth of
+    :meth:`Bundle.analyze` (``REPLIES`` x ``OVERFETCH``), and its context windows encoded as
+    served (joint ones cut as the server cuts them, fused ones from their turns)."""
+    return score_cases_with_index(
+        cases,
+        bundle.encoder.encode,
+        bundle.index,
+        bundle.reply_calibration,
+        depth=bundle_files.REPLIES * bundle_files.OVERFETCH,
+        encode_contexts=partial(
+            bundle.context_encoding.encode, bundle.encoder.encode, serving=True
+        ),
+        leave_out_own=leave_out_own,
+    )

@@ -6,19 +6,13 @@ encoder fine-tuned on the intents and the logs' replies.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 from retrieval import bundle as bundle_files
 from retrieval.bundle import Bundle
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
 from retrieval.redact import RedactionRules, Redactor
-from training.dialogue_eval import (
-    ranking_cases,
-    ranking_metrics,
-    ranks,
-    score_cases_with_index,
-)
+from training.dialogue_eval import ranking_cases, ranking_metrics, ranks, score_served
 
 SERVED_K = bundle_files.REPLIES
 """Replies the server asks the bundle for (``Bundle.analyze``'s ``k``); eval searches as deep."""
@@ -60,14 +54,5 @@ def evaluate_dialogues(
     bundle = model if isinstance(model, Bundle) else Bundle.load(model, int8=int8)
     logs, problems = read_all(sources)
     cases = ranking_cases(logs, redact=redaction_of(bundle), redact_contexts=False)
-    scores = score_cases_with_index(
-        cases,
-        bundle.encoder.encode,
-        bundle.index,
-        bundle.reply_calibration,
-        depth=SERVED_K * bundle_files.OVERFETCH,
-        encode_contexts=partial(
-            bundle.context_encoding.encode, bundle.encoder.encode, serving=True
-        ),
-    )
+    scores = score_served(bundle, cases)
     return ranking_metrics(ranks(scores)), problems

@@ -47,6 +47,14 @@ class Predictions:
     def correct(self) -> npt.NDArray[np.bool_]:
         return np.asarray([f == t for f, t in zip(self.final, self.truth, strict=True)], dtype=bool)
 
+    @property
+    def intent_right(self) -> npt.NDArray[np.bool_]:
+        """Whether the best intent is the true label, rejected or not: what the confidence
+        claims, and what calibration (ECE, reliability diagrams) compares it with."""
+        return np.asarray(
+            [i == t for i, t in zip(self.intent, self.truth, strict=True)], dtype=bool
+        )
+
 
 def predictions(
     truth: Sequence[str],
@@ -81,7 +89,7 @@ def metrics(p: Predictions) -> dict[str, float | int | None]:
         f1_score(list(p.truth), list(p.final), labels=labels, average="macro", zero_division=0)
     )
     has_oos = bool(is_oos.any())
-    right_intent = np.asarray([i == t for i, t in zip(p.intent, p.truth, strict=True)], dtype=bool)
+    right_intent = p.intent_right
     return {
         "n": n,
         "accuracy": float(correct.mean()) if n else None,

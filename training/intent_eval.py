@@ -13,7 +13,7 @@ from pathlib import Path
 
 from retrieval.bundle import Bundle
 from retrieval.intent_head import IntentHead
-from training.evaluation import metrics, predictions
+from training.evaluation import Predictions, metrics, predictions
 from training.intent_data import IntentRows, RowProblem, read_intent_rows
 from training.report import write_report
 
@@ -52,18 +52,7 @@ def evaluate_rows(
     report of a head before its refit)."""
     bundle = model if isinstance(model, Bundle) else Bundle.load(model)
     head = bundle.head if head is None else head
-    oos_label = head.oos_label or str(bundle.manifest.get("oos_label") or "oos")
-    unseen = Counter(y for y in rows.labels if y != oos_label and y not in head.intents)
-    if unseen:
-        shown = ", ".join(f"{name} ({n})" for name, n in unseen.most_common(5))
-        log.warning(
-            "%d test rows carry intents the model was not trained on: %s%s; they count "
-            "as wrong (label them `%s` to score them as out of scope)",
-            unseen.total(), shown, ", ..." if len(unseen) > 5 else "", oos_label,
-        )  # fmt: skip
-    # the served computation (Bundle.predict_intents: the encoder, then the head)
-    probs, oos = head.predict(bundle.encoder.encode(rows.texts))
-    p = predictions(rows.labels, head.intents, probs, oos, oos_label)
+    p = served_predictions(bundle, rows, head)
     numbers = metrics(p)
     write_report(
         bundle.path / REPORTS_DIR / report_name,
@@ -73,6 +62,26 @@ def evaluate_rows(
         threshold=head.threshold,
     )
     return numbers
+
+
+def served_predictions(
+    bundle: Bundle, rows: IntentRows, head: IntentHead | None = None
+) -> Predictions:
+    """The predictions of ``bundle`` for ``rows``, computed as the server computes them
+    (``Bundle.predict_intents``: the encoder, then the head); ``head`` in place of the
+    bundle's. Rows of intents the head does not know are named in a warning."""
+    head = bundle.head if head is None else head
+    oos_label = head.oos_label or str(bundle.manifest.get("oos_label") or "oos")
+    unseen = Counter(y for y in rows.labels if y != oos_label and y not in head.intents)
+    if unseen:
+        shown = ", ".join(f"{name} ({n})" for name, n in unseen.most_common(5))
+        log.warning(
+            "%d test rows carry intents the model was not trained on: %s%s; they count "
+            "as wrong (label them `%s` to score them as out of scope)",
+            unseen.total(), shown, ", ..." if len(unseen) > 5 else "", oos_label,
+        )  # fmt: skip
+    probs, oos = head.predict(bundle.encoder.encode(rows.texts))
+    return predictions(rows.labels, head.intents, probs, oos, oos_label)
 
 
 def _name(test: Path) -> str:

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from training.outdir import staging_in
 from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments
 from training.reply_calibration import Paraphrases, fit_reply_calibration
+from training.support_calibration import fit_support_calibration
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,9 @@ class TrainResult:
     reply_threshold: float | None = None
     """The probability from which the server sends a past reply with this bundle: bot.yml's
     ``thresholds.retrieval`` where set, else the one fitted in training."""
+    report: Path | None = None
+    """The bundle's training report (``reports/training.md``, plots beside it); None when
+    it could not be written (logged)."""
 
 
 def train_bot(
@@ -240,6 +244,17 @@ def train_bot(
         }
         save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
         intent_support(encoder, definition, head.intents).save(staging / SUPPORT_FILE)
+        from training.bundle_report import write_bundle_report  # matplotlib: when training only
+
+        report = write_bundle_report(
+            staging,
+            definition=definition,
+            args=args,
+            intents=training,
+            logs=chat_logs,
+            pairs=pairs,
+            held_out=held_out,
+        )
         version = registry.publish(staging)
     return TrainResult(
         version=version,
@@ -252,6 +267,7 @@ def train_bot(
         epochs=training.epochs,
         ranker_trained=joint.ranker is not None and joint.ranker.note is None,
         reply_threshold=served_reply_threshold(definition, calibration),
+        report=registry.root / version / report if report is not None else None,
     )
 
 
@@ -277,7 +293,8 @@ def intent_support(
     if answered.any():
         texts = [paraphrases.answers[name] for name in intents if name in paraphrases.answers]
         answers[answered] = encoder.encode(texts)
-    return IntentSupport(examples, labels, answers, answered, tuple(intents))
+    support = IntentSupport(examples, labels, answers, answered, tuple(intents))
+    return replace(support, calibration=fit_support_calibration(support))
 
 
 def paraphrases_of(definition: BotDefinition) -> Paraphrases:

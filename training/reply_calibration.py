@@ -66,19 +66,7 @@ def fit_reply_calibration(
     """The calibration fitted on the pairs of the ``held_out`` conversation ids and on the
     bot's ``paraphrases`` (defaults when together they give fewer than :data:`MIN_CASES`
     cases or only one outcome); windows are read as ``context`` says (joint by default)."""
-    rng = np.random.default_rng(seed)
-    sources = [
-        _conversation_outcomes(encoder, index, pairs, held_out, context, rng),
-        _paraphrase_outcomes(encoder, paraphrases, rng) if paraphrases else {},
-    ]
-    outcomes = {
-        w: (
-            np.concatenate([s[w][0] for s in sources if s]),
-            np.concatenate([s[w][1] for s in sources if s]),
-        )
-        for w in WEIGHTS
-        if any(sources)
-    }
+    outcomes = calibration_cases(encoder, index, pairs, held_out, context, paraphrases, seed)
     if not outcomes or len(outcomes[WEIGHTS[0]][1]) < MIN_CASES:
         return ReplyCalibration()
     weight = max(WEIGHTS, key=lambda w: float(outcomes[w][1].mean()))  # the first of equals
@@ -103,6 +91,34 @@ def fit_reply_calibration(
         calibration.threshold,
     )
     return calibration
+
+
+def calibration_cases(
+    encoder: TextEncoder,
+    index: DialogueIndex,
+    pairs: Sequence[IndexedTurn],
+    held_out: Collection[str],
+    context: ContextEncoding | None = None,
+    paraphrases: Paraphrases | None = None,
+    seed: int = 13,
+) -> dict[float, Outcomes]:
+    """The cases :func:`fit_reply_calibration` fits on (the same ones for the same
+    arguments): for each of :data:`WEIGHTS`, the fused score (``ReplyCalibration.fused``)
+    of every case's top candidate and whether it was right; {} when there are none. The
+    fitted calibration's ``probability`` of a score is that case's probability."""
+    rng = np.random.default_rng(seed)
+    sources = [
+        _conversation_outcomes(encoder, index, pairs, held_out, context, rng),
+        _paraphrase_outcomes(encoder, paraphrases, rng) if paraphrases else {},
+    ]
+    return {
+        w: (
+            np.concatenate([s[w][0] for s in sources if s]),
+            np.concatenate([s[w][1] for s in sources if s]),
+        )
+        for w in WEIGHTS
+        if any(sources)
+    }
 
 
 THRESHOLDS = tuple(np.round(np.arange(0.3, 0.91, 0.05), 2).tolist())

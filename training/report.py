@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import numpy.typing as npt
+from matplotlib.axes import Axes
 
-from training.calibration import reliability
+from training.calibration import ReliabilityBins, reliability
 from training.evaluation import (
     REJECTED,
     Predictions,
@@ -42,8 +45,8 @@ def write_report(
     auroc = oos_auroc(p)
     lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
     for key, value in numbers.items():
-        lines.append(f"| {key} | {_fmt(value)} |")
-    lines.append(f"| oos_auroc | {_fmt(auroc)} |")
+        lines.append(f"| {key} | {fmt_number(value)} |")
+    lines.append(f"| oos_auroc | {fmt_number(auroc)} |")
     lines.append(f"| threshold (in-scope confidence) | {threshold:.4f} |")
     lines += ["", "## Worst intents", "", "| intent | rows | F1 | recall |", "|---|---|---|---|"]
     for row in worst_intents(p):
@@ -69,7 +72,8 @@ def write_report(
     return path
 
 
-def _fmt(value: float | int | None) -> str:
+def fmt_number(value: float | int | None) -> str:
+    """A report's number: an int as it is, a float with 4 decimals, None as ``n/a``."""
     if value is None:
         return "n/a"
     if isinstance(value, int):
@@ -79,23 +83,66 @@ def _fmt(value: float | int | None) -> str:
 
 def _reliability_plot(path: Path, p: Predictions) -> None:
     in_scope = ~p.is_oos
-    right = np.asarray([i == t for i, t in zip(p.intent, p.truth, strict=True)], dtype=bool)
-    rel = reliability(p.confidence[in_scope], right[in_scope])
-    centers = (rel.edges[:-1] + rel.edges[1:]) / 2
-    width = rel.edges[1] - rel.edges[0]
     fig, ax = plt.subplots(figsize=(5, 5))
-    used = rel.counts > 0
-    ax.bar(centers[used], rel.accuracy[used], width=width * 0.9, label="accuracy", color="#4c72b0")
-    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-    ax.set_xlabel("confidence (highest in-scope probability)")
-    ax.set_ylabel("accuracy of the predicted intent")
-    ax.set_title("Reliability, in-scope rows")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.legend(loc="upper left")
+    draw_reliability(
+        ax,
+        p.confidence[in_scope],
+        p.intent_right[in_scope],
+        title="Reliability, in-scope rows",
+        xlabel="confidence (highest in-scope probability)",
+        ylabel="accuracy of the predicted intent",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def draw_reliability(
+    ax: Axes,
+    confidence: npt.NDArray[np.float32],
+    correct: npt.NDArray[np.bool_],
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str = "accuracy",
+) -> ReliabilityBins:
+    """A reliability diagram on ``ax``: the accuracy of each equal-width confidence bin
+    (:func:`training.calibration.reliability`) against the diagonal of perfect
+    calibration, each bar labelled with its number of rows. Returns the bins."""
+    rel = reliability(confidence, correct)
+    centers = (rel.edges[:-1] + rel.edges[1:]) / 2
+    width = rel.edges[1] - rel.edges[0]
+    used = rel.counts > 0
+    label = "accuracy (on top: rows in the bin)"
+    bars = ax.bar(
+        centers[used], rel.accuracy[used], width=width * 0.9, label=label, color="#4c72b0"
+    )
+    box = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5}
+    counts = [str(n) for n in rel.counts[used]]
+    ax.bar_label(bars, labels=counts, fontsize=7, padding=2, bbox=box, zorder=5)
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    legend(ax)
+    return rel
+
+
+def legend(ax: Axes, handles: list[Any] | None = None, labels: list[str] | None = None) -> None:
+    """The legend of ``ax`` under its x-axis label, where it hides no bar or line."""
+    if handles is None or labels is None:
+        handles, labels = ax.get_legend_handles_labels()
+    ax.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=2,
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def _confidence_plot(path: Path, p: Predictions, threshold: float) -> None:
