@@ -69,10 +69,20 @@ def fit_reply_calibration(
     outcomes = calibration_cases(encoder, index, pairs, held_out, context, paraphrases, seed)
     if not outcomes or len(outcomes[WEIGHTS[0]][1]) < MIN_CASES:
         return ReplyCalibration()
-    weight = max(WEIGHTS, key=lambda w: float(outcomes[w][1].mean()))  # the first of equals
+    return fit_curve(outcomes, "reply calibration")
+
+
+def fit_curve(outcomes: Mapping[float, Outcomes], what: str) -> ReplyCalibration:
+    """The weight of :data:`WEIGHTS` whose cases' top candidate is right most often (the
+    first of equals), the logistic curve of rightness on its fused scores (non-finite ones
+    left out), and the threshold :func:`fit_threshold` picks on them; the defaults (with
+    that weight) when fewer than :data:`MIN_CASES` cases or only one outcome remain.
+    ``what`` names the curve in the log."""
+    weight = max(WEIGHTS, key=lambda w: float(outcomes[w][1].mean()))
     x, y = outcomes[weight]
-    accuracy = float(y.mean())
-    if y.all() or not y.any():
+    keep = np.isfinite(x)
+    x, y = x[keep], y[keep]
+    if y.size < MIN_CASES or y.all() or not y.any():
         return ReplyCalibration(weight=weight)
     model = LogisticRegression(C=10.0).fit(x[:, None], y)
     calibration = ReplyCalibration(
@@ -84,9 +94,10 @@ def fit_reply_calibration(
     probabilities = calibration.probability(x.astype(np.float32))
     calibration = replace(calibration, threshold=fit_threshold(probabilities, y))
     log.info(
-        "reply calibration: weight %.2f, top-1 right on %.1f%% of %d cases, threshold %.2f",
+        "%s: weight %.2f, top candidate right on %.1f%% of %d cases, threshold %.2f",
+        what,
         weight,
-        100 * accuracy,
+        100 * float(y.mean()),
         y.size,
         calibration.threshold,
     )

@@ -12,17 +12,12 @@ is chosen on the same cases as the past replies' one (``fit_threshold``).
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import numpy.typing as npt
-from sklearn.linear_model import LogisticRegression
 
 from retrieval.ranking import ReplyCalibration
 from retrieval.support import IntentSupport
-from training.reply_calibration import MAX_CASES, MIN_CASES, WEIGHTS, fit_threshold
-
-log = logging.getLogger(__name__)
+from training.reply_calibration import MAX_CASES, MIN_CASES, WEIGHTS, fit_curve
 
 
 def fit_support_calibration(support: IntentSupport, seed: int = 13) -> ReplyCalibration:
@@ -53,31 +48,4 @@ def fit_support_calibration(support: IntentSupport, seed: int = 13) -> ReplyCali
             fused[np.arange(len(order)), top].astype(np.float64),
             top == own,
         )
-    weight = max(WEIGHTS, key=lambda w: float(outcomes[w][1].mean()))
-    x, y = outcomes[weight]
-    keep = np.isfinite(x)
-    x, y = x[keep], y[keep]
-    if y.size < MIN_CASES or y.all() or not y.any():
-        return ReplyCalibration(weight=weight)
-    model = LogisticRegression(C=10.0).fit(x[:, None], y)
-    calibration = ReplyCalibration(
-        weight=weight,
-        slope=float(model.coef_[0, 0]),
-        intercept=float(model.intercept_[0]),
-        fitted_on=int(y.size),
-    )
-    threshold = fit_threshold(calibration.probability(x.astype(np.float32)), y)
-    log.info(
-        "intent support: weight %.2f, right on %.1f%% of %d cases, threshold %.2f",
-        weight,
-        100 * float(y.mean()),
-        y.size,
-        threshold,
-    )
-    return ReplyCalibration(
-        weight=calibration.weight,
-        slope=calibration.slope,
-        intercept=calibration.intercept,
-        fitted_on=calibration.fitted_on,
-        threshold=threshold,
-    )
+    return fit_curve(outcomes, "intent support")
