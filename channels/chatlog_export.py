@@ -49,7 +49,7 @@ def chat_log(
     """A stored conversation as a chat log (None when nobody wrote anything in it); its
     status and the agents' intent tags (``tagged``: (text, intent)) go into ``metadata``."""
     turns = tuple(
-        ChatTurn(turn_role(e.role, e.payload), e.text, e.created_at)
+        ChatTurn(turn_role(e.role, e.payload), e.text, e.created_at, model_of(e))
         for e in events
         if e.role is not None and e.text and e.text.strip()
     )
@@ -59,6 +59,12 @@ def chat_log(
     if tagged:
         metadata["intent_tags"] = [{"text": text, "intent": intent} for text, intent in tagged]
     return ChatLog(record.id, record.channel, record.created_at, turns, metadata)
+
+
+def model_of(event: StoredEvent) -> str | None:
+    """The model version that chose a bot message (stored in its payload), else None."""
+    model = event.payload.get("model") if event.role is Role.BOT else None
+    return model if isinstance(model, str) else None
 
 
 def turn_role(role: Role, payload: Mapping[str, object]) -> TurnRole:

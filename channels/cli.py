@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from bot.errors import BotError
+from channels import models_cli, tests_cli
 from channels.errors import ChannelError
 from channels.settings import DATABASE_FILE, Settings
 
@@ -101,6 +102,17 @@ load on the same two cores, at nice 19 the server's median latency was 1.2x its 
 and its worst p99 1.4-1.7x, against 2.9x and 4-11x at the normal priority; the training
 took 2.1-2.4x its time alone against 1.8-2.1x. Alone, a lower priority costs nothing
 (BENCHMARKS.md)."""
+
+
+def _share(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value}")
+    return value
 
 
 def _nice(text: str) -> int:
@@ -199,6 +211,34 @@ def _parser() -> argparse.ArgumentParser:
         "the number of pairs; 0: index the logs without training on them)",
     )
     train.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from the base encoder (default: continue from the current model's "
+        "weights, replaying a sample of what it learnt, when it was trained with the same "
+        "--layers and --context)",
+    )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="make the new model current even if the evaluation gate refuses it",
+    )
+    train.add_argument(
+        "--tolerance",
+        type=_share,
+        default=0.01,
+        metavar="X",
+        help="the gate refuses a model when a metric drops by more than X against the "
+        "current one (default 0.01: one point)",
+    )
+    train.add_argument(
+        "--max-flip-rate",
+        type=_share,
+        default=0.05,
+        metavar="X",
+        help="the gate refuses a model that gets more than this share of the checks the "
+        "current one gets right wrong (default 0.05)",
+    )
+    train.add_argument(
         "--if-stale",
         action="store_true",
         help="train only when there is no current model, or the bot, the chat logs' "
@@ -234,6 +274,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     itrain.add_argument("--out", type=Path, required=True, help="model folder to write")
     itrain.add_argument("--valid", type=Path, help="validation rows (default: carved out)")
+    itrain.add_argument(
+        "--from",
+        dest="start",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="continue from this model folder: its weights, and a sample of the rows it "
+        "learnt from replayed, so --train may hold only new intents (default: from the base "
+        "encoder)",
+    )
     itrain.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     itrain.add_argument("--soup", type=_at_least_one, default=1, metavar="N", help=SOUP_HELP)
     itrain.add_argument("--layers", type=_at_least_one, metavar="N", help=LAYERS_HELP)
@@ -298,6 +347,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     aadd.add_argument("--json", action="store_true", help="print the agent as JSON")
     aadd.set_defaults(run=_agents_add, bot=None)
+
+    tests_cli.add_parser(sub)
+    models_cli.add_parser(sub)
     return parser
 
 
@@ -455,6 +507,7 @@ def _training_arguments(args: argparse.Namespace, **extra: Any) -> TrainingArgum
 
 
 def _intents_train(args: argparse.Namespace) -> int:
+    from training.continual import start_from
     from training.intent_model import train_intent_model
 
     result = train_intent_model(
@@ -464,9 +517,15 @@ def _intents_train(args: argparse.Namespace) -> int:
         args=_training_arguments(args),
         progress=not args.json,
         on_problems=_print_problems,
+        start=start_from(args.start) if args.start is not None else None,
     )
     if args.json:
-        _print_json(asdict(result), path=str(result.path), problems=len(result.problems))
+        _print_json(
+            asdict(result),
+            path=str(result.path),
+            problems=len(result.problems),
+            continued_from=str(result.continued_from) if result.continued_from else None,
+        )
     else:
         print(
             f"trained {result.intents} intents from {result.train_rows} rows "
@@ -474,6 +533,12 @@ def _intents_train(args: argparse.Namespace) -> int:
             f"{' (then learnt from too)' if result.head_refitted else ''}, "
             f"{_tuning(result.epochs, result.best_epoch)}, {result.seconds:.0f}s -> "
             f"{result.path}"
+            + (
+                f" (continued from {result.continued_from}, {result.replayed_rows} of its "
+                "rows replayed)"
+                if result.continued_from is not None
+                else ""
+            )
         )
     return 0
 
@@ -529,28 +594,44 @@ def _tuning(epochs: int, best_epoch: int | None = None) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from channels.gate import REFUSED_EXIT, GateRules
     from retrieval.registry import Registry
     from training.pipeline import is_stale, train_bot
 
     settings = _settings(args)
     registry = Registry(settings.models_dir)
     targs = _training_arguments(args, context=args.context, ranker_epochs=args.ranker_epochs)
+    rules = GateRules(args.tolerance, args.max_flip_rate)
     if args.if_stale and not is_stale(settings.bot, registry, targs, args.logs):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
         return 0
-    result = train_bot(settings.bot, registry, logs=args.logs, args=targs, progress=not args.json)
+    current = registry.current_path()
+    start = None if args.from_scratch else _continue_from(current, targs)
+    result = train_bot(
+        settings.bot,
+        registry,
+        logs=args.logs,
+        args=targs,
+        progress=not args.json,
+        start=start,
+        make_current=current is None,
+    )
     _print_problems(
         [
             f"{p.source}:{p.line}: {p.message}" if p.line else f"{p.source}: {p.message}"
             for p in result.log_problems
         ]
     )
+    verdict = _gate(settings, registry, result.path, current, args.logs, rules, force=args.force)
     if args.json:
         _print_json(
             asdict(result),
             path=str(result.path),
             log_problems=len(result.log_problems),
             report=str(result.report) if result.report is not None else None,
+            continued_from=start.version if start is not None else None,
+            gate=verdict.to_json(),
+            current=registry.current_version(),
         )
     else:
         logs = "encoder also trained on the logs' replies, " if result.ranker_trained else ""
@@ -559,14 +640,107 @@ def _train(args: argparse.Namespace) -> int:
             if result.reply_threshold is not None
             else ""
         )
+        origin = f"continued from {start.version}, " if start is not None else ""
         print(
             f"trained {result.version}: {result.intents} intents from {result.examples} "
-            f"examples ({_tuning(result.epochs)}), {result.indexed_turns} dialogue turns "
-            f"indexed, {logs}{threshold}{result.seconds:.0f}s -> {result.path}"
+            f"examples ({_tuning(result.epochs)}), {origin}{result.indexed_turns} dialogue "
+            f"turns indexed, {logs}{threshold}{result.seconds:.0f}s -> {result.path}"
         )
         if result.report is not None:
             print(f"report: {result.report}")
-    return 0
+        _print_verdict(verdict, registry)
+    return REFUSED_EXIT if verdict.decision == "refused" else 0
+
+
+def _continue_from(current: Path | None, targs: TrainingArguments) -> Any:
+    """Where a training continues from: the current bundle, when it was trained by this
+    Frontdesk with the same encoder depth, length and context encoding; else None (from
+    the base encoder), with the reason logged."""
+    from retrieval.bundle import FORMAT, MANIFEST
+    from training.continual import start_from
+
+    if current is None:
+        return None
+    try:
+        manifest = json.loads((current / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    saved = manifest.get("training_args") or {}
+    same = {
+        "format": manifest.get("format") == FORMAT,
+        "layers": saved.get("layers") == targs.layers,
+        "max_length": saved.get("max_length", 128) == targs.max_length,
+        "context": saved.get("context", "joint") == targs.context,
+    }
+    if not all(same.values()):
+        differ = ", ".join(name for name, ok in same.items() if not ok)
+        logging.getLogger(__name__).warning(
+            "training from the base encoder: the current model %s differs in %s",
+            current.name,
+            differ,
+        )
+        return None
+    return start_from(current)
+
+
+def _gate(
+    settings: Settings,
+    registry: Any,
+    candidate: Path,
+    current: Path | None,
+    logs: Sequence[Path] | None,
+    rules: Any,
+    *,
+    force: bool,
+) -> Any:
+    """Score the candidate against the current bundle and promote it when it passes (or
+    ``force``); the verdict is written into the candidate's folder."""
+    from channels.gate import Verdict, evaluate, write_verdict
+    from retrieval.registry import Action
+    from training.pipeline import _default_logs
+
+    if current is None:  # the first model: published as current already
+        verdict = Verdict("first", candidate.name, None)
+        write_verdict(candidate, verdict)
+        return verdict
+    sources = list(logs) if logs is not None else _default_logs(settings.bot)
+    verdict = evaluate(
+        candidate, current, bot_dir=settings.bot, logs=sources, settings=settings, rules=rules
+    )
+    if not verdict.passed and force:
+        verdict = replace(verdict, decision="forced")
+    write_verdict(candidate, verdict)
+    if verdict.decision != "refused":
+        registry.promote(
+            candidate.name, Action.FORCED if verdict.decision == "forced" else Action.TRAIN
+        )
+    return verdict
+
+
+def _print_verdict(verdict: Any, registry: Any) -> None:
+    if verdict.decision == "first":
+        print(f"gate: {verdict.candidate} is the first model: current")
+        return
+    for score in verdict.scores:
+        print(
+            f"gate: {score.name} {score.current:.3f} -> {score.candidate:.3f} "
+            f"({-score.drop * 100:+.1f} points, {score.items} items)"
+        )
+    print(f"gate: negative flip rate {verdict.flip_rate:.3f} ({len(verdict.flips)} of "
+          f"{verdict.checked} checks)")  # fmt: skip
+    for note in verdict.notes:
+        print(f"gate: not measured: {note}")
+    for drop in verdict.drops:
+        print(f"gate: {drop}", file=sys.stderr)
+    if verdict.decision == "refused":
+        print(
+            f"frontdesk: the gate refused {verdict.candidate}: {verdict.against} stays "
+            f"current (`frontdesk models promote {verdict.candidate}` or `train --force` "
+            "to promote it anyway)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"gate: {verdict.decision}: {registry.current_version()} is current")
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -65,5 +65,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.answers = Counter(
+            "frontdesk_answers",
+            "Bot messages answering customers, by the model version that chose them and the "
+            "decision (reply, clarify, action, escalate, handoff).",
+            ["model", "decision"],
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,11 +1,12 @@
 """Hot swap of model bundles: a server follows the registry's ``current`` pointer.
 
 Every ``reload_interval_s`` the watcher reads the pointer; when it names another version,
-that bundle (and the bot definition next to it) is loaded off the event loop, checked
-against the bot, tried on one message, and only then swapped in. A bundle that fails any
-step is refused: the old one keeps serving, and the refused version is not retried until the
-pointer changes again. Conversations and connections are untouched by a swap; the next batch
-uses the new model.
+that bundle (and the bot definition to serve it with: the bot folder's, or the bundle's own
+snapshot when it was trained for other intents) is loaded off the event loop, tried on one
+message, and only then swapped in. A bundle that fails any step is refused: the old one
+keeps serving, and the refused version is not retried until the pointer moves away and
+back to it (a rollback, a promote). Conversations and connections are untouched by a
+swap; the next batch uses the new model.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class ModelWatcher:
         self.interval_s = interval_s
         self.record = SwapRecord()
         self._task: asyncio.Task[None] | None = None
+        self._pointer: str | None = None
+        """The version the pointer named at the last check."""
 
     def start(self) -> None:
         if self._task is None and self.interval_s > 0:
@@ -71,6 +74,10 @@ class ModelWatcher:
         registry = Registry(self.runtime.settings.models_dir)
         version = await asyncio.to_thread(registry.current_version)
         serving = self.runtime.batcher.model.version
+        if version != self._pointer:  # moved (a promote, a rollback): a refusal is retried
+            self._pointer = version
+            if version is not None:
+                self.record.refused.pop(version, None)
         if version is None or version == serving or version in self.record.refused:
             return False
         try:
@@ -96,12 +103,14 @@ class ModelWatcher:
         return True
 
     def _load_and_try(self) -> tuple[Analyzer, BotDefinition]:
-        from channels.runtime import load_current_bundle
+        from channels.runtime import load_serving
 
         settings = self.runtime.settings
-        definition = load_bot(settings.bot)
-        model = load_current_bundle(
-            settings.models_dir, definition, settings.encoder_int8, settings.encoder_threads
+        model, definition = load_serving(
+            settings.models_dir,
+            load_bot(settings.bot),
+            settings.encoder_int8,
+            settings.encoder_threads,
         )
         model.analyze([PROBE], [PROBE])
         return model, definition

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bot.definition import load_bot
 from bot.engine import Engine
+from bot.errors import BotError
 from bot.types import BotDefinition
 from channels import heap
 from channels.actions import ActionRunner, make_runner
@@ -53,13 +55,14 @@ class Runtime:
         definition = load_bot(settings.bot)
         injected = model
         if model is None:
-            model = await asyncio.to_thread(
-                load_current_bundle,
+            loaded, definition = await asyncio.to_thread(
+                load_serving,
                 settings.models_dir,
                 definition,
                 settings.encoder_int8,
                 settings.encoder_threads,
             )
+            model = loaded
         store = await Store.open(settings.store_url())
         try:
             bus, locks = await make_bus_and_locks(settings)
@@ -119,7 +122,16 @@ async def make_bus_and_locks(settings: Settings) -> tuple[Bus, ConversationLocks
 def load_current_bundle(
     models_dir: Path, definition: BotDefinition, int8: bool = False, threads: int = 0
 ) -> Analyzer:
-    """Load the registry's current bundle and check it was trained for ``definition``."""
+    """Load the registry's current bundle, checked to serve ``definition`` or the bot
+    definition it was trained with (:func:`load_serving`)."""
+    return load_serving(models_dir, definition, int8, threads)[0]
+
+
+def load_serving(
+    models_dir: Path, definition: BotDefinition, int8: bool = False, threads: int = 0
+) -> tuple[Analyzer, BotDefinition]:
+    """The registry's current bundle and the bot definition to serve it with
+    (:func:`definition_for`)."""
     from retrieval.bundle import Bundle
     from retrieval.registry import Registry
 
@@ -130,19 +142,53 @@ def load_current_bundle(
             "(or `make demo`) first"
         )
     bundle = Bundle.load(path, int8, threads)
-    trained = set(bundle.head.intents)
-    defined = {intent.name for intent in definition.intents}
-    if trained != defined:
-        missing = ", ".join(sorted(defined - trained)) or "-"
-        extra = ", ".join(sorted(trained - defined)) or "-"
-        raise NotReady(
-            f"model {bundle.version} was trained for other intents than {definition.name} "
-            f"(not in the model: {missing}; only in the model: {extra}); retrain the bot"
-        )
+    served = definition_for(bundle.path, bundle.version, bundle.head.intents, definition)
     log.info(
         "loaded model bundle %s (%d intents, %d indexed turns)",
         bundle.version,
-        len(trained),
+        len(bundle.head.intents),
         len(bundle.index),
     )
-    return bundle
+    return bundle, served
+
+
+def definition_for(
+    bundle: Path, version: str, trained: Sequence[str], live: BotDefinition
+) -> BotDefinition:
+    """The bot definition a bundle serves with.
+
+    - The bot folder's (``live``) when the bundle was trained for its intents: edits to
+      responses, thresholds and settings go live without retraining.
+    - Otherwise the snapshot the bundle carries of the definition it was trained with (a
+      rollback past an intent change, or a bot.yml edit not trained yet): its responses,
+      thresholds and settings, whole, so its answers match its head; actions and canned
+      replies still come from the bot folder (the snapshot keeps ``live``'s root).
+    - A bundle without a snapshot that does not fit is refused (:class:`NotReady`)."""
+    from retrieval.bundle import BOT_DIR
+
+    defined = {intent.name for intent in live.intents}
+    if set(trained) == defined:
+        return live
+    missing = ", ".join(sorted(defined - set(trained))) or "-"
+    extra = ", ".join(sorted(set(trained) - defined)) or "-"
+    differs = f"not in the model: {missing}; only in the model: {extra}"
+    snapshot = bundle / BOT_DIR
+    if snapshot.is_dir():
+        try:
+            own = load_bot(snapshot)
+        except BotError as exc:
+            raise NotReady(f"model {version}: its bot definition does not load: {exc}") from exc
+        if {intent.name for intent in own.intents} == set(trained):
+            log.warning(
+                "model %s was trained for other intents than the bot folder's %s (%s): "
+                "serving it with the bot definition it was trained with; train again to "
+                "serve the bot folder's",
+                version,
+                live.name,
+                differs,
+            )
+            return replace(own, root=live.root)
+    raise NotReady(
+        f"model {version} was trained for other intents than {live.name} ({differs}); "
+        "retrain the bot"
+    )

@@ -298,5 +298,8 @@ class ConversationService:
             now=self.clock(),
         )
         self.metrics.messages.labels("out").inc()
+        model, decision = payload.get("model"), payload.get("decision")
+        if isinstance(model, str) and isinstance(decision, str):
+            self.metrics.answers.labels(model, decision).inc()
         await self.bus.publish(conversation_id, protocol.event_frame(event))
         return event

@@ -41,6 +41,8 @@ MANIFEST = "manifest.json"
 HEAD_FILE = "intent_head.npz"
 ENCODER_DIR = "encoder"
 INDEX_DIR = "index"
+BOT_DIR = "bot"
+"""The bot definition a bundle was trained for (``training.pipeline.snapshot_bot``)."""
 FORMAT = 2
 REPLIES = 5
 """Past replies the server asks for per message (:meth:`Bundle.analyze`'s ``k``)."""

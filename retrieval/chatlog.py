@@ -63,6 +63,8 @@ class ChatTurn:
     role: TurnRole
     text: str
     ts: datetime | None = None
+    model: str | None = None
+    """The model version that chose a bot turn (``frontdesk export`` writes it)."""
 
     def __post_init__(self) -> None:
         # Accept the plain string ("agent") too, so that the role is always a TurnRole.
@@ -138,7 +140,7 @@ def short_repr(value: object) -> str:
 
 _FIELDS = ("id", "channel", "started_at", "turns", "metadata")
 _REQUIRED = ("id", "started_at", "turns")
-_TURN_FIELDS = ("role", "text", "ts")
+_TURN_FIELDS = ("role", "text", "ts", "model")
 
 
 def _timestamp(value: object, where: str) -> datetime:
@@ -176,7 +178,11 @@ def _parse_turn(raw: object, i: int) -> ChatTurn:
     if not isinstance(text, str) or not text.strip():
         raise Malformed(f"{where}.text: expected a non-empty string, got {short_repr(text)}")
     ts = raw.get("ts")
-    return ChatTurn(TurnRole(role), text, None if ts is None else _timestamp(ts, f"{where}.ts"))
+    model = raw.get("model")
+    if model is not None and not isinstance(model, str):
+        raise Malformed(f"{where}.model: expected a version name or null, got {short_repr(model)}")
+    when = None if ts is None else _timestamp(ts, f"{where}.ts")
+    return ChatTurn(TurnRole(role), text, when, model)
 
 
 def _parse_record(record: object) -> ChatLog:
@@ -265,16 +271,20 @@ def _record(chat: ChatLog) -> dict[str, object]:
         "id": chat.id,
         "channel": chat.channel,
         "started_at": None if chat.started_at is None else _iso(chat.started_at),
-        "turns": [
-            {
-                "role": turn.role.value,
-                "text": turn.text,
-                "ts": None if turn.ts is None else _iso(turn.ts),
-            }
-            for turn in chat.turns
-        ],
+        "turns": [_turn_record(turn) for turn in chat.turns],
         "metadata": dict(chat.metadata),
     }
+
+
+def _turn_record(turn: ChatTurn) -> dict[str, object]:
+    record: dict[str, object] = {
+        "role": turn.role.value,
+        "text": turn.text,
+        "ts": None if turn.ts is None else _iso(turn.ts),
+    }
+    if turn.model is not None:  # written only where known: other logs stay as they were
+        record["model"] = turn.model
+    return record
 
 
 def chatlog_line(chat: ChatLog) -> str:

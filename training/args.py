@@ -70,6 +70,14 @@ class TrainingArguments:
     +0.3 and +0.1 (BENCHMARKS.md)."""
     examples_budget: int = 40_000
     """Auto epochs: about this many training examples seen in all (3 to 10 epochs)."""
+    replay_per_intent: int = 20
+    """A training that continues from an earlier model (``training.continual``) mixes up to
+    this many of the earlier model's rows of each intent into its own, so that intents the
+    new rows lack are not forgotten."""
+    continue_budget: float = 0.3
+    """A continued training sees about this share of :attr:`examples_budget` (a fresh
+    training's): it refines the earlier model instead of training again from the start, in
+    well under 40 % of the time (3 epochs at least; BENCHMARKS.md)."""
     ranker_epochs: int | None = None
     """Epochs of the ranking objective over the chat logs' (context -> reply) pairs when
     its loop drives (few intent rows); None: from the number of pairs (1 to 8); 0: the
@@ -108,6 +116,8 @@ class TrainingArguments:
             "layers": self.layers is None or self.layers >= 1,
             "examples_budget": self.examples_budget >= 1,
             "ranker_epochs": self.ranker_epochs is None or self.ranker_epochs >= 0,
+            "replay_per_intent": self.replay_per_intent >= 0,
+            "continue_budget": 0 < self.continue_budget <= 1,
             "average_epochs": self.average_epochs >= 0,
             "contrastive_weight": self.contrastive_weight >= 0,
             "contrastive_temperature": self.contrastive_temperature > 0,

@@ -7,15 +7,17 @@ under ``reports/validation/``.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from retrieval import bundle as bundle_files
 from retrieval.index import DialogueIndex
 from training.args import TrainingArguments, load_base_encoder
+from training.continual import Start, replay, write_rows
 from training.errors import log_skipped
 from training.intent_data import (
     OOS_LABEL,
@@ -28,6 +30,8 @@ from training.intents import train_intents
 from training.outdir import check_out, staging_beside
 from training.pipeline import save_bundle
 from training.precision import resolved as resolved_precision
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class IntentModelResult:
     seconds: float
     valid_metrics: dict[str, float | int | None]
     problems: tuple[RowProblem, ...]
+    continued_from: Path | None = None
+    """The model folder this one continued from (``--from``); None: the base encoder."""
+    replayed_rows: int = 0
+    """Rows of the earlier model mixed into the training rows (counted in them)."""
 
 
 def train_intent_model(
@@ -59,11 +67,30 @@ def train_intent_model(
     oos_label: str = OOS_LABEL,
     progress: bool = True,
     on_problems: Callable[[Sequence[RowProblem]], None] | None = None,
+    start: Start | None = None,
 ) -> IntentModelResult:
+    """Train an intent model from the rows of ``train`` into the folder ``out``.
+    ``start``: an earlier model to continue from (``frontdesk intents train --from``): its
+    weights and class vectors, with a sample of its rows replayed, so ``train`` may hold
+    new intents only and the model still knows the old ones."""
     started = time.perf_counter()
     args = args or TrainingArguments()
     check_out(out)
     rows = read_intent_rows(train)
+    texts, labels, replayed = list(rows.texts), list(rows.labels), 0
+    run_args = args
+    if start is not None:
+        texts, labels, replayed = replay(
+            texts, labels, start.rows, per_intent=args.replay_per_intent, seed=args.seed
+        )
+        if not len(start.rows):
+            log.warning(
+                "%s keeps no rows it learnt from (a model from before they were kept): "
+                "only its weights carry what it knew",
+                start.bundle,
+            )
+        budget = max(1, round(args.examples_budget * args.continue_budget))
+        run_args = replace(args, examples_budget=budget)
     problems = list(rows.problems)
     valid_rows = read_intent_rows(valid) if valid is not None else None
     if valid_rows is not None:
@@ -71,16 +98,18 @@ def train_intent_model(
     (on_problems or log_skipped)(problems)  # before training: it may take minutes
 
     device = args.resolved_device()
-    encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
+    base = start.encoder if start is not None else base_model
+    encoder = load_base_encoder(base, device, args.max_length, args.layers)
     training = train_intents(
         encoder,
-        rows.texts,
-        rows.labels,
-        args,
+        texts,
+        labels,
+        run_args,
         valid_texts=valid_rows.texts if valid_rows else None,
         valid_labels=valid_rows.labels if valid_rows else None,
         oos_label=oos_label,
         progress=progress,
+        initial_vectors=start.class_vectors if start is not None else None,
     )
     head = training.head
     manifest: dict[str, object] = {
@@ -104,6 +133,8 @@ def train_intent_model(
         "threshold": head.threshold,
         "min_similarity": head.min_similarity,
         "head_refitted": training.validated_head is not None,
+        "continued_from": str(start.bundle) if start is not None else None,
+        "replayed_rows": replayed,
     }
     with staging_beside(out) as staging:
         save_bundle(
@@ -114,6 +145,10 @@ def train_intent_model(
             args=args,
             manifest=manifest,
         )
+        # rows a head was fitted again on (a refit) are learnt from, not held out
+        carved = valid is None and training.validated_head is None
+        held_out = training.valid_texts if carved else ()
+        write_rows(staging, texts, labels, held_out)
         valid_metrics: dict[str, float | int | None] = {}
         if training.valid_rows:
             # a head refitted with the validation rows would be scored on rows it has
@@ -131,7 +166,7 @@ def train_intent_model(
         intents=len(head.intents),
         train_rows=training.train_rows,
         valid_rows=training.valid_rows,
-        oos_rows=oos_in(rows.labels, oos_label)
+        oos_rows=oos_in(labels, oos_label)
         - (oos_in(training.valid_labels, oos_label) if valid is None else 0),  # carved out
         epochs=training.epochs,
         best_epoch=training.best_epoch,
@@ -139,6 +174,8 @@ def train_intent_model(
         seconds=time.perf_counter() - started,
         valid_metrics=valid_metrics,
         problems=tuple(problems),
+        continued_from=start.bundle if start is not None else None,
+        replayed_rows=replayed,
     )
 
 

@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -274,6 +274,7 @@ def train_intents(
     oos_label: str = OOS_LABEL,
     progress: bool = True,
     auxiliary: Auxiliary | None = None,
+    initial_vectors: Mapping[str, npt.NDArray[np.float32]] | None = None,
 ) -> IntentTraining:
     """Fine-tune ``encoder`` in place on (text, intent) rows, or leave it as it is and fit
     the head alone when there are few rows per intent (``fine_tune_min_rows``); return the
@@ -282,7 +283,9 @@ def train_intents(
     Without ``valid_*`` a stratified validation set is carved out of the training rows.
     Rows labelled ``oos_label`` train an out-of-scope class. ``auxiliary``: a second
     objective of the same encoder (the chat logs' ranking), one batch of it added to each
-    step's loss.
+    step's loss. ``initial_vectors``: class vectors of an earlier model by intent (a
+    continued training, ``training.continual``); its intents start there, new ones at their
+    centroid.
     """
     if len(texts) != len(labels) or not texts:
         raise IntentDataError(
@@ -313,6 +316,9 @@ def train_intents(
     # Class vectors start at each class's centroid in the base encoder's space.
     base = encoder.encode(texts)  # (N, D)
     centroids = np.stack([base[y == c].mean(axis=0) for c in range(len(names))])  # (C, D)
+    for c, name in enumerate(names):
+        if initial_vectors is not None and name in initial_vectors:
+            centroids[c] = initial_vectors[name]  # normalised below, as the head uses it
     class_vectors = torch.nn.Parameter(
         torch.tensor(scoring.normalize(centroids), device=encoder.device)
     )

@@ -15,10 +15,11 @@ retrieval of past replies, so ``frontdesk train`` fine-tunes that encoder on bot
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from retrieval.chatlog import ChatLog
 from retrieval.context import ContextEncoding
@@ -74,13 +75,17 @@ def train_jointly(
     *,
     redact: Callable[[str], str] | None = None,
     progress: bool = True,
+    initial_vectors: Mapping[str, npt.NDArray[np.float32]] | None = None,
 ) -> JointTraining:
     """Fine-tune ``encoder`` in place on the intents and the logs as the module says;
-    return the calibrated intent head and what the ranking objective did."""
+    return the calibrated intent head and what the ranking objective did.
+    ``initial_vectors``: an earlier model's class vectors (a continued training)."""
     fine_tunes_intents = planned_epochs(labels, args) > 0
     if not logs or ranker_args.epochs == 0:
         return JointTraining(
-            train_intents(encoder, texts, labels, args, progress=progress),
+            train_intents(
+                encoder, texts, labels, args, progress=progress, initial_vectors=initial_vectors
+            ),
             None,
             "intents" if fine_tunes_intents else "none",
         )
@@ -89,13 +94,21 @@ def train_jointly(
         data = ranking_data(encoder, logs, ranker_args, rng, redact=redact)
         if data.objective is None:
             log.info("%s", data.note)
-            intents = train_intents(encoder, texts, labels, args, progress=progress)
+            intents = train_intents(
+                encoder, texts, labels, args, progress=progress, initial_vectors=initial_vectors
+            )
             return JointTraining(
                 intents, RankerTraining((), 0, data.pairs, 0, None, data.note), "intents"
             )
         before = _valid_metrics(encoder, data.cases, ranker_args)
         intents = train_intents(
-            encoder, texts, labels, args, progress=progress, auxiliary=data.objective
+            encoder,
+            texts,
+            labels,
+            args,
+            progress=progress,
+            auxiliary=data.objective,
+            initial_vectors=initial_vectors,
         )
         after = _valid_metrics(encoder, data.cases, ranker_args)
         history = []
@@ -125,7 +138,9 @@ def train_jointly(
     )
     if ranker.note is not None:
         log.info("%s", ranker.note)
-    intents = train_intents(encoder, texts, labels, args, progress=progress)
+    intents = train_intents(
+        encoder, texts, labels, args, progress=progress, initial_vectors=initial_vectors
+    )
     trained = ranker.note is None
     valid_ids = _held_out_ids(logs, ranker_args) if ranker.valid_conversations else frozenset()
     return JointTraining(intents, ranker, "ranker" if trained else "none", valid_ids)

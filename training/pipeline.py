@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -14,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bot.definition import load_bot
+from bot.definition import BOT_FILE, load_bot
 from bot.engine import DEFAULT_RETRIEVAL
+from bot.rasa_import import find_rasa_files
 from bot.types import BotDefinition
 from retrieval import bundle as bundle_files
 from retrieval.chatlog import ChatLog, ReadProblem, read_logs
@@ -29,9 +31,11 @@ from retrieval.redact import RedactionRules, Redactor
 from retrieval.registry import Registry
 from retrieval.support import SUPPORT_FILE, IntentSupport
 from training.args import TrainingArguments, load_base_encoder
+from training.continual import Start, replay, write_conversations, write_rows
 from training.export import export_onnx
 from training.intent_data import definition_rows
-from training.joint import train_jointly
+from training.intents import IntentTraining
+from training.joint import JointTraining, train_jointly
 from training.outdir import staging_in
 from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments
@@ -168,14 +172,33 @@ def train_bot(
     base_model: Path | None = None,
     progress: bool = True,
     ranker_args: RankerArguments | None = None,
+    start: Start | None = None,
+    make_current: bool = True,
 ) -> TrainResult:
     """Fine-tune one encoder on the bot's intents and the chat logs' replies
-    (``training.joint``), index the logs, fit the reply calibration, and publish the bundle.
-    ``ranker_args``: the ranking objective's arguments (default: from ``args``)."""
+    (``training.joint``), index the logs, fit the reply calibration, and publish the bundle
+    (as ``current`` unless ``make_current`` is False: a candidate for the gate).
+    ``ranker_args``: the ranking objective's arguments (default: from ``args``).
+    ``start``: an earlier bundle to continue from (``training.continual``): its encoder
+    weights and class vectors, and a sample of its rows replayed."""
     started = time.perf_counter()
     args = args or TrainingArguments()
     definition = load_bot(bot_dir)
     texts, labels = definition_rows(definition)
+    replayed = 0
+    run_args = args
+    if start is not None:
+        defined = {intent.name for intent in definition.intents}
+        texts, labels, replayed = replay(
+            texts,
+            labels,
+            start.rows,
+            per_intent=args.replay_per_intent,
+            keep=defined.__contains__,
+            seed=args.seed,
+        )
+        budget = max(1, round(args.examples_budget * args.continue_budget))
+        run_args = replace(args, examples_budget=budget)
 
     sources = list(logs) if logs is not None else _default_logs(bot_dir)
     digest = logs_digest(sources)  # before reading: a log that grows meanwhile retrains next time
@@ -191,7 +214,8 @@ def train_bot(
     pairs = dialogue_pairs(chat_logs, redact=redact)
 
     device = args.resolved_device()
-    encoder = load_base_encoder(base_model, device, args.max_length, args.layers)
+    base = start.encoder if start is not None else base_model
+    encoder = load_base_encoder(base, device, args.max_length, args.layers)
     ranker_args = ranker_args or RankerArguments(
         epochs=args.ranker_epochs,
         context=args.context,
@@ -200,8 +224,19 @@ def train_bot(
         max_length=args.max_length,
         seed=args.seed,
     )
+    if start is not None:
+        budget = max(1, round(ranker_args.pairs_budget * args.continue_budget))
+        ranker_args = replace(ranker_args, pairs_budget=budget)
     joint = train_jointly(
-        encoder, texts, labels, chat_logs, args, ranker_args, redact=redact, progress=progress
+        encoder,
+        texts,
+        labels,
+        chat_logs,
+        run_args,
+        ranker_args,
+        redact=redact,
+        progress=progress,
+        initial_vectors=start.class_vectors if start is not None else None,
     )
     training = joint.intents
     head = training.head
@@ -241,9 +276,19 @@ def train_bot(
                 "keep": list(rules.keep),
                 "phone_region": rules.phone_region,
             },
+            "continued_from": start.version if start is not None else None,
+            "replayed_rows": replayed,
+            "metrics": training_metrics(encoder, training, joint),
         }
         save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
         intent_support(encoder, definition, head.intents).save(staging / SUPPORT_FILE)
+        snapshot_bot(bot_dir, staging / bundle_files.BOT_DIR)
+        # rows a head was fitted again on (a refit) are learnt from, not held out
+        held_rows = training.valid_texts if training.validated_head is None else ()
+        write_rows(staging, texts, labels, held_rows, redact=redact)
+        held = joint.ranker_valid_ids if joint.ranker is not None else frozenset()
+        trained = [c.id for c in chat_logs if c.id not in held] if joint.ranker else []
+        write_conversations(staging, trained, sorted(held))
         from training.bundle_report import write_bundle_report  # matplotlib: when training only
 
         report = write_bundle_report(
@@ -255,7 +300,7 @@ def train_bot(
             pairs=pairs,
             held_out=held_out,
         )
-        version = registry.publish(staging)
+        version = registry.publish(staging, make_current=make_current)
     return TrainResult(
         version=version,
         path=registry.root / version,
@@ -269,6 +314,47 @@ def train_bot(
         reply_threshold=served_reply_threshold(definition, calibration),
         report=registry.root / version / report if report is not None else None,
     )
+
+
+def training_metrics(
+    encoder: Encoder, training: IntentTraining, joint: JointTraining
+) -> dict[str, float]:
+    """The figures ``frontdesk models list`` shows of a bundle: intent accuracy on the
+    rows training held out (of the head before a refit on them), and recall@1 on the
+    conversations the ranking objective held out, where there were any."""
+    metrics: dict[str, float] = {}
+    head = training.validated_head or training.head
+    known = [i for i, y in enumerate(training.valid_labels) if y in head.intents]
+    if known:
+        probs, _ = head.predict(encoder.encode([training.valid_texts[i] for i in known]))
+        names = head.intents
+        hits = [
+            names[int(j)] == training.valid_labels[i]
+            for i, j in zip(known, probs.argmax(1), strict=True)
+        ]
+        metrics["intent_accuracy"] = float(np.mean(hits))
+    ranker = joint.ranker
+    if ranker is not None and ranker.valid_metrics and "recall@1" in ranker.valid_metrics:
+        metrics["recall@1"] = float(ranker.valid_metrics["recall@1"])
+    return metrics
+
+
+def snapshot_bot(bot_dir: Path, out: Path) -> None:
+    """Copy the bot definition a bundle is trained for into it (``bot.yml``, or a Rasa
+    project's NLU and domain files), so that the bundle serves after bot.yml changes, a
+    rollback included (``channels.runtime``). Chat logs and actions are not copied."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (bot_dir / BOT_FILE).is_file():
+        shutil.copy2(bot_dir / BOT_FILE, out / BOT_FILE)
+        return
+    rasa = find_rasa_files(bot_dir)
+    if rasa is None:
+        return
+    for path in rasa:
+        if path is not None:
+            target = out / path.relative_to(bot_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
 
 
 def served_reply_threshold(definition: BotDefinition, calibration: ReplyCalibration) -> float:

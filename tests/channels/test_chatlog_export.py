@@ -290,6 +290,11 @@ def test_export_writes_hand_over_notices_as_system_turns(
         TurnRole.CUSTOMER, TurnRole.SYSTEM, TurnRole.SYSTEM,  # unsure again: hands over
         TurnRole.AGENT, TurnRole.CUSTOMER, TurnRole.AGENT,
     ]  # fmt: skip
+    # each message the bot chose names the model version that chose it; people's do not
+    models = [turn.model for turn in log.turns]
+    assert models == [
+        None, "scripted", None, "scripted", None, "scripted", "scripted", None, None, None,
+    ]  # fmt: skip
     shipping = {variant.text for variant in SHOP.responses["utter_shipping_costs"].variants}
     assert texts[1] in shipping
     assert texts[3] in {SHOP.messages.clarify, SHOP.messages.out_of_scope}

@@ -59,7 +59,7 @@ def sample(text: str, name: str, labels: str = "") -> float:
 
 
 async def test_metrics_count_messages_latency_batches_and_connections(
-    server: str, client: httpx.AsyncClient
+    server: str, client: httpx.AsyncClient, shop_bundle: Any
 ) -> None:
     ws, _ = await hello(server)
     await ask(ws, "m1", "how long does delivery take?")
@@ -68,6 +68,14 @@ async def test_metrics_count_messages_latency_batches_and_connections(
     assert sample(text, "frontdesk_messages_total", '{direction="in"}') == 2
     assert sample(text, "frontdesk_messages_total", '{direction="out"}') >= 2
     assert sample(text, "frontdesk_reply_seconds_count") == 2
+    # every answer is counted under the model version that chose it
+    version = shop_bundle.version
+    answers = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('frontdesk_answers_total{decision="') and f'model="{version}"' in line
+    ]
+    assert sum(answers) >= 2
     assert sample(text, "frontdesk_batch_size_count") >= 2
     assert sample(text, "frontdesk_connections") == 1
     await ws.close()

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import gc
 import json
+import os
 import shutil
 import weakref
 from pathlib import Path
@@ -133,7 +134,9 @@ async def test_a_bundle_for_other_intents_is_refused(home: Path, tmp_path: Path)
         with np.load(head, allow_pickle=False) as data:
             arrays = dict(data)
         arrays["labels"] = np.array([f"x_{n}" for n in arrays["labels"]])
-        np.savez(head, **arrays)
+        # a new file, not the old one rewritten: published bundles share unchanged files
+        np.savez(head.with_name("new_head.npz"), **arrays)
+        os.replace(head.with_name("new_head.npz"), head)
         assert await runtime.watcher.check() is False
         assert runtime.batcher.model.version == "v0001"
         assert "trained for other intents" in runtime.watcher.record.refused[version]

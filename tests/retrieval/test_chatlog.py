@@ -99,8 +99,12 @@ def turn(**fields: object) -> str:
         ),
         (
             turn(role="bot", text="hi", sender="x"),
-            "turns[0]: unknown field(s) 'sender': expected only role, text, ts "
+            "turns[0]: unknown field(s) 'sender': expected only role, text, ts, model "
             "(put anything else in metadata)",
+        ),
+        (
+            turn(role="bot", text="hi", model=3),
+            "turns[0].model: expected a version name or null, got 3",
         ),
         (line(), "id: 'c1' already used on line 1"),
     ],

@@ -14,7 +14,7 @@ import pytest
 
 from bot.definition import load_bot
 from channels.errors import NotReady
-from channels.runtime import load_current_bundle
+from channels.runtime import load_current_bundle, load_serving
 from retrieval.bundle import FORMAT, MANIFEST, Bundle
 from retrieval.errors import BundleError
 from retrieval.registry import Registry
@@ -178,8 +178,37 @@ def test_broken_bundle_is_refused(shop_home: Path, tmp_path: Path) -> None:
         Bundle.load(broken)
 
 
-def test_model_for_other_intents_is_refused(shop_home: Path, shop_copy: Path) -> None:
-    """Serving a bot whose intents differ from the model's names what is missing."""
+def test_a_model_for_other_intents_serves_with_the_bot_it_was_trained_for(
+    shop_home: Path, shop_copy: Path, tmp_path: Path
+) -> None:
+    """After a bot.yml edit that renames an intent, the model (not trained again yet)
+    serves with the snapshot of the bot definition it carries: its own intents and
+    responses, the live folder's root (actions, canned replies)."""
+    text = (shop_copy / "bot.yml").read_text()
+    text = text.replace("  bot_challenge:", "  is_bot:").replace(
+        "utter_bot_challenge", "utter_is_bot"
+    )
+    (shop_copy / "bot.yml").write_text(text)
+    _, served = load_serving(shop_home / "models", load_bot(shop_copy))
+    assert "bot_challenge" in {i.name for i in served.intents}
+    assert "is_bot" not in {i.name for i in served.intents}
+    assert served.root == shop_copy
+    assert served.response_for(served.intent("bot_challenge")) is not None
+    # unchanged intents: the bot folder's own definition serves (response edits go live)
+    _, live = load_serving(shop_home / "models", load_bot(SHOP))
+    assert live.root == SHOP
+
+
+def test_model_for_other_intents_without_a_snapshot_is_refused(
+    shop_home: Path, shop_copy: Path, tmp_path: Path
+) -> None:
+    """A bundle that carries no bot definition and does not fit bot.yml is refused,
+    naming what is missing."""
+    models = tmp_path / "models"
+    shutil.copytree(shop_home / "models", models)
+    current = Registry(models).current_path()
+    assert current is not None
+    shutil.rmtree(current / "bot")
     text = (shop_copy / "bot.yml").read_text()
     text = text.replace("  bot_challenge:", "  is_bot:").replace(
         "utter_bot_challenge", "utter_is_bot"
@@ -188,7 +217,7 @@ def test_model_for_other_intents_is_refused(shop_home: Path, shop_copy: Path) ->
     with pytest.raises(
         NotReady, match="not in the model: is_bot; only in the model: bot_challenge"
     ):
-        load_current_bundle(shop_home / "models", load_bot(shop_copy))
+        load_current_bundle(models, load_bot(shop_copy))
 
 
 def test_no_model_says_how_to_train(tmp_path: Path) -> None:
