@@ -103,7 +103,7 @@ async def export_logs(
             after = ""
             while page := await store.conversations_page(since=since, after_id=after, limit=PAGE):
                 for record in page:
-                    events = await _all_events(store, record.id)
+                    events = await all_events(store, record.id)
                     tagged = tagged_texts(events, await store.intent_tags_of(record.id))
                     log = chat_log(record, events, tagged)
                     if log is not None:
@@ -138,7 +138,8 @@ def _check_targets(out: Path, tags_out: Path | None) -> None:
         raise ChatLogError(f"--tags and --out are both {out}; give two files")
 
 
-async def _all_events(store: Store, conversation_id: str) -> list[StoredEvent]:
+async def all_events(store: Store, conversation_id: str) -> list[StoredEvent]:
+    """Every event of a conversation, read a page at a time."""
     found: list[StoredEvent] = []
     while page := await store.events_after(conversation_id, found[-1].seq if found else 0, PAGE):
         found.extend(page)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from bot.errors import BotError
-from channels import models_cli, tests_cli
+from channels import models_cli, tags_cli, tests_cli
 from channels.errors import ChannelError
 from channels.settings import DATABASE_FILE, Settings
 
@@ -239,6 +239,14 @@ def _parser() -> argparse.ArgumentParser:
         "current one gets right wrong (default 0.05)",
     )
     train.add_argument(
+        "--new-intent-min-examples",
+        type=_at_least_one,
+        default=5,
+        metavar="N",
+        help="an intent the current model does not know needs N examples (bot.yml's and "
+        "reviewed ones) before it is trained (default 5)",
+    )
+    train.add_argument(
         "--if-stale",
         action="store_true",
         help="train only when there is no current model, or the bot, the chat logs' "
@@ -349,6 +357,7 @@ def _parser() -> argparse.ArgumentParser:
     aadd.set_defaults(run=_agents_add, bot=None)
 
     tests_cli.add_parser(sub)
+    tags_cli.add_parser(sub)
     models_cli.add_parser(sub)
     return parser
 
@@ -600,7 +609,12 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     registry = Registry(settings.models_dir)
-    targs = _training_arguments(args, context=args.context, ranker_epochs=args.ranker_epochs)
+    targs = _training_arguments(
+        args,
+        context=args.context,
+        ranker_epochs=args.ranker_epochs,
+        new_intent_min_examples=args.new_intent_min_examples,
+    )
     rules = GateRules(args.tolerance, args.max_flip_rate)
     if args.if_stale and not is_stale(settings.bot, registry, targs, args.logs):
         print(f"model {registry.current_version()} in {registry.root} is up to date")
@@ -641,6 +655,8 @@ def _train(args: argparse.Namespace) -> int:
             else ""
         )
         origin = f"continued from {start.version}, " if start is not None else ""
+        if result.reviewed_examples:
+            origin += f"{result.reviewed_examples} reviewed examples, "
         print(
             f"trained {result.version}: {result.intents} intents from {result.examples} "
             f"examples ({_tuning(result.epochs)}), {origin}{result.indexed_turns} dialogue "
@@ -648,6 +664,9 @@ def _train(args: argparse.Namespace) -> int:
         )
         if result.report is not None:
             print(f"report: {result.report}")
+        for intent, count in result.waiting_intents:
+            print(f"waiting: {count} reviewed examples of {intent!r}, an intent bot.yml does "
+                  "not declare")  # fmt: skip
         _print_verdict(verdict, registry)
     return REFUSED_EXIT if verdict.decision == "refused" else 0
 

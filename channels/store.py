@@ -1062,6 +1062,17 @@ class Store:
         row = await self._first(query)
         return None if row is None else _event(row._mapping)
 
+    async def recent_bot_messages(self, limit: int = 2000) -> list[StoredEvent]:
+        """The bot's ``limit`` latest messages, newest first, across conversations."""
+        _check_limit(limit)
+        query = (
+            sa.select(events)
+            .where(events.c.role == Role.BOT.value, events.c.kind == "message")
+            .order_by(events.c.id.desc())
+            .limit(limit)
+        )
+        return [_event(row._mapping) for row in await self._all(query)]
+
     async def tag_intent(
         self, conversation_id: str, seq: int, intent: str, agent_id: str, now: datetime
     ) -> IntentTag:

@@ -78,6 +78,9 @@ class TrainingArguments:
     """A continued training sees about this share of :attr:`examples_budget` (a fresh
     training's): it refines the earlier model instead of training again from the start, in
     well under 40 % of the time (3 epochs at least; BENCHMARKS.md)."""
+    new_intent_min_examples: int = 5
+    """A training that continues from an earlier model refuses an intent that model did not
+    know with fewer examples than this (bot.yml's and reviewed ones, ``training.reviewed``)."""
     ranker_epochs: int | None = None
     """Epochs of the ranking objective over the chat logs' (context -> reply) pairs when
     its loop drives (few intent rows); None: from the number of pairs (1 to 8); 0: the
@@ -117,6 +120,7 @@ class TrainingArguments:
             "examples_budget": self.examples_budget >= 1,
             "ranker_epochs": self.ranker_epochs is None or self.ranker_epochs >= 0,
             "replay_per_intent": self.replay_per_intent >= 0,
+            "new_intent_min_examples": self.new_intent_min_examples >= 1,
             "continue_budget": 0 < self.continue_budget <= 1,
             "average_epochs": self.average_epochs >= 0,
             "contrastive_weight": self.contrastive_weight >= 0,

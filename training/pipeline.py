@@ -32,6 +32,7 @@ from retrieval.registry import Registry
 from retrieval.support import SUPPORT_FILE, IntentSupport
 from training.args import TrainingArguments, load_base_encoder
 from training.continual import Start, replay, write_conversations, write_rows
+from training.errors import TrainingError
 from training.export import export_onnx
 from training.intent_data import definition_rows
 from training.intents import IntentTraining
@@ -40,6 +41,7 @@ from training.outdir import staging_in
 from training.precision import resolved as resolved_precision
 from training.ranker import RankerArguments
 from training.reply_calibration import Paraphrases, fit_reply_calibration
+from training.reviewed import REVIEWED_FILE, reviewed_rows, too_few_for_new_intents
 from training.support_calibration import fit_support_calibration
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,10 @@ TRAINING_ARGS_FILE = "training_args.json"
 
 
 def bot_digest(bot_dir: Path) -> str:
-    """Fingerprint of what a model is trained from: bot.yml and the default dialogues."""
+    """Fingerprint of what a model is trained from: bot.yml, the default dialogues and
+    the reviewed examples."""
     digest = hashlib.sha256()
-    for name in ("bot.yml", DIALOGUES_FILE):
+    for name in ("bot.yml", DIALOGUES_FILE, REVIEWED_FILE):
         path = bot_dir / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -158,6 +161,10 @@ class TrainResult:
     reply_threshold: float | None = None
     """The probability from which the server sends a past reply with this bundle: bot.yml's
     ``thresholds.retrieval`` where set, else the one fitted in training."""
+    reviewed_examples: int = 0
+    """Reviewed examples (``reviewed.jsonl``) trained on beside bot.yml's."""
+    waiting_intents: tuple[tuple[str, int], ...] = ()
+    """Reviewed examples of intents bot.yml does not declare: (intent, examples)."""
     report: Path | None = None
     """The bundle's training report (``reports/training.md``, plots beside it); None when
     it could not be written (logged)."""
@@ -185,9 +192,26 @@ def train_bot(
     args = args or TrainingArguments()
     definition = load_bot(bot_dir)
     texts, labels = definition_rows(definition)
+    reviewed = reviewed_rows(bot_dir, (intent.name for intent in definition.intents))
+    texts, labels = [*texts, *reviewed.texts], [*labels, *reviewed.labels]
+    for intent, count in sorted(reviewed.waiting.items()):
+        log.warning(
+            "%d reviewed examples of %r wait for bot.yml to declare that intent (with a "
+            "response) before they are trained",
+            count,
+            intent,
+        )
     replayed = 0
     run_args = args
     if start is not None:
+        few = too_few_for_new_intents(labels, start.class_vectors, args.new_intent_min_examples)
+        if few:
+            shown = ", ".join(f"{name} ({n})" for name, n in few.items())
+            raise TrainingError(
+                f"new intents need at least {args.new_intent_min_examples} examples (bot.yml's "
+                f"and reviewed ones) before they are trained; too few: {shown}. Add examples "
+                "or review more (`frontdesk tags review`), or train with --from-scratch"
+            )
         defined = {intent.name for intent in definition.intents}
         texts, labels, replayed = replay(
             texts,
@@ -313,6 +337,8 @@ def train_bot(
         ranker_trained=joint.ranker is not None and joint.ranker.note is None,
         reply_threshold=served_reply_threshold(definition, calibration),
         report=registry.root / version / report if report is not None else None,
+        reviewed_examples=len(reviewed.texts),
+        waiting_intents=tuple(sorted(reviewed.waiting.items())),
     )
 
 

@@ -5,7 +5,7 @@ agents' consoles see it live; the store stays the source of truth (DESIGN §5)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -35,6 +35,9 @@ CANNED_FILE: Final = "canned.yml"
 SUGGESTIONS: Final = 5
 INTENT_SUGGESTIONS: Final = 3
 STATS_WINDOW: Final = timedelta(hours=24)
+TO_TAG: Final = 50
+TO_TAG_SCAN: Final = 2000
+"""How many of the bot's latest messages the to-tag queue looks through."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,18 @@ class Suggestion:
     of an intent the model recognised)."""
     score: float
     intent: str | None = None
+
+
+@dataclass(frozen=True)
+class ToTag:
+    """A customer message the bot was unsure of, for an agent to tag (active learning)."""
+
+    conversation_id: str
+    seq: int
+    text: str
+    created_at: datetime
+    why: str
+    """``clarify`` (the bot asked which was meant) or ``low_confidence`` (it handed over)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +205,36 @@ class Desk:
             return await self.store.tag_intent(conversation_id, seq, intent, agent.id, self.clock())
         except ValueError as exc:
             raise Invalid(str(exc)) from None
+
+    async def to_tag(self, limit: int = TO_TAG, scan: int = TO_TAG_SCAN) -> list[ToTag]:
+        """The latest customer messages the bot was unsure of (it asked back, or handed
+        over for low confidence) that nobody has tagged yet, newest first: what tagging
+        teaches the bot most (``frontdesk tags review`` turns tags into examples)."""
+        found: list[ToTag] = []
+        seen: set[tuple[str, int]] = set()
+        tagged: dict[str, set[int]] = {}
+        for bot in await self.store.recent_bot_messages(scan):
+            decision, asked = bot.payload.get("decision"), bot.payload.get("in_reply_to")
+            unsure = decision == "clarify" or (
+                decision == "escalate" and bot.payload.get("reason") == "low_confidence"
+            )
+            where = (bot.conversation_id, asked)
+            if not unsure or not isinstance(asked, int) or where in seen:
+                continue
+            seen.add((bot.conversation_id, asked))
+            if bot.conversation_id not in tagged:
+                tags = await self.store.intent_tags_of(bot.conversation_id)
+                tagged[bot.conversation_id] = {t.seq for t in tags}
+            if asked in tagged[bot.conversation_id]:
+                continue
+            message = await self.store.customer_message(bot.conversation_id, asked)
+            if message is None or not message.text:
+                continue
+            why = "clarify" if decision == "clarify" else "low_confidence"
+            found.append(ToTag(bot.conversation_id, asked, message.text, message.created_at, why))
+            if len(found) >= limit:
+                break
+        return found
 
     async def hand_back(self, conversation_id: str, agent: AgentRecord) -> StoredEvent:
         """Back to the bot: it answers the customer's next message again."""

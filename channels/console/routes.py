@@ -205,6 +205,12 @@ async def canned(session: Agent, request: Request) -> dict[str, Any]:
     return {"canned": [wire.canned(c) for c in console_of(request.app).desk.canned()]}
 
 
+@router.get("/console/api/to-tag")
+async def to_tag(session: Agent, request: Request) -> dict[str, Any]:
+    found = await console_of(request.app).desk.to_tag()
+    return {"messages": [wire.to_tag(m) for m in found]}
+
+
 @router.get("/console/api/intents")
 async def intents(session: Agent, request: Request) -> dict[str, Any]:
     definition = console_of(request.app).runtime.definition

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from channels.console.desk import Canned, History, Suggestion
+from channels.console.desk import Canned, History, Suggestion, ToTag
 from channels.store import AgentRecord, ConversationRecord, DeskNumbers, IntentTag, QueueEntry
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
@@ -96,6 +96,16 @@ def suggestion(value: Suggestion) -> dict[str, Any]:
         "source": value.source,
         "score": round(value.score, 4),
         "intent": value.intent,
+    }
+
+
+def to_tag(value: ToTag) -> dict[str, Any]:
+    return {
+        "conversation_id": value.conversation_id,
+        "seq": value.seq,
+        "text": value.text,
+        "created_at": when(value.created_at),
+        "why": value.why,
     }
 
 

@@ -7,7 +7,7 @@
   var me = null, csrf = "", ws = null, backoff = 500, retryTimer = null;
   var openId = null, openStatus = null, shown = {}, lastSeq = 0;
   var queue = [], mine = [], clockSkew = 0, typingSent = 0, typingTimer = null;
-  var tagSeq = null, pickedSource = null, statsTimer = null;
+  var tagSeq = null, pickedSource = null, statsTimer = null, toTagTimer = null;
   var REASONS = {
     requested: "asked for a person", low_confidence: "bot unsure", rule: "rule",
     action_failed: "action failed", frustration: "frustrated", out_of_scope: "out of scope",
@@ -58,6 +58,7 @@
     if (ws) { ws.onclose = null; ws.close(); ws = null; }
     clearTimeout(retryTimer);
     clearInterval(statsTimer);
+    clearInterval(toTagTimer);
     $("desk-view").hidden = true;
     $("login-view").hidden = false;
     $("logout").hidden = true;
@@ -90,6 +91,9 @@
       clear(list);
       data.intents.forEach(function (i) { var o = el("option"); o.value = i.name; list.appendChild(o); });
     }, fail);
+    loadToTag();
+    clearInterval(toTagTimer);
+    toTagTimer = setInterval(loadToTag, 15000);
     if (me.role === "admin") {
       $("admin").hidden = false;
       loadStats();
@@ -378,6 +382,39 @@
       .then(function () { markTagged(seq, intent); $("tag-intent").value = ""; setTagTarget(null); })
       .catch(fail);
   });
+
+  // --- to tag: messages the bot was unsure of (active learning) -------------------------------
+  function loadToTag() {
+    api("GET", "/console/api/to-tag").then(function (data) {
+      var list = $("totag");
+      clear(list);
+      $("totag-count").textContent = data.messages.length;
+      $("totag-empty").hidden = data.messages.length > 0;
+      data.messages.forEach(function (m) {
+        var li = el("li", "item totag");
+        li.appendChild(el("span", "text", m.text));
+        var form = el("form", "line");
+        var input = el("input");
+        input.setAttribute("list", "intents");
+        input.setAttribute("aria-label", "Intent of: " + m.text);
+        input.placeholder = m.why === "clarify" ? "bot asked back: intent?" : "bot handed over: intent?";
+        input.pattern = "[A-Za-z0-9_.\\-]{1,100}";
+        input.required = true;
+        var save = el("button", null, "Tag");
+        save.type = "submit";
+        form.appendChild(input);
+        form.appendChild(save);
+        form.addEventListener("submit", function (e) {
+          e.preventDefault();
+          api("POST", "/console/api/conversations/" + m.conversation_id + "/tags",
+              { seq: m.seq, intent: input.value.trim() })
+            .then(function () { li.remove(); loadToTag(); }, fail);
+        });
+        li.appendChild(form);
+        list.appendChild(li);
+      });
+    }, function () { /* the next poll retries */ });
+  }
 
   // --- admin numbers --------------------------------------------------------------------------
   function loadStats() {
