@@ -1,12 +1,15 @@
 """Continual learning: a training that starts from an earlier model and keeps what it knew.
 
 A bundle keeps the rows it learnt from in ``data/rows.jsonl`` (redacted, as the index is):
-each intent row with its intent and whether training held it out for validation. The next
+each intent row with its intent and whether training held it out for validation; and the
+chat logs it learnt from and indexed in ``data/logs.jsonl`` (redacted). The next
 training continues from that bundle's encoder weights and class vectors (new intents get
-new rows of the head, from their centroids), and mixes a sample of the earlier rows into
+new rows of the head, from their centroids), mixes a sample of the earlier rows into
 its own (:func:`replay`), so old intents are not forgotten when the new data holds only
-new ones. A continued training sees at most :attr:`TrainingArguments.continue_budget` of
-a fresh training's examples: it refines, it does not start over.
+new ones, and carries over the earlier conversations the new logs do not hold
+(:func:`carried_logs`): they stay in the index and in the ranking objective. A continued
+training sees about :attr:`TrainingArguments.continue_budget` of a fresh training's
+examples: it refines, it does not start over.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from retrieval.bundle import ENCODER_DIR, HEAD_FILE, MANIFEST
+from retrieval.chatlog import ChatLog, read_chatlog_jsonl, write_chatlog_jsonl
 from retrieval.intent_head import IntentHead
 from training.errors import TrainingError
 
@@ -30,6 +34,8 @@ ROWS_FILE = "data/rows.jsonl"
 """The intent rows a bundle learnt from (and held out), one JSON object a line."""
 CONVERSATIONS_FILE = "data/conversations.json"
 """The ids of the conversations a bundle's ranking objective trained on and held out."""
+LOGS_FILE = "data/logs.jsonl"
+"""The chat logs a bundle learnt from and indexed, redacted (chat-log JSONL)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,34 @@ def read_conversations(folder: Path) -> tuple[frozenset[str], frozenset[str]]:
     except ValueError as exc:
         raise TrainingError(f"{path}: not JSON ({exc})") from None
     return frozenset(payload.get("trained", ())), frozenset(payload.get("held_out", ()))
+
+
+def write_logs(
+    folder: Path, logs: Sequence[ChatLog], redact: Callable[[str], str] | None = None
+) -> None:
+    """Save the chat logs a bundle learnt from, each turn redacted, for the next training
+    to carry over (:func:`carried_logs`)."""
+    clean = redact or (lambda text: text)
+    out = folder / LOGS_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_chatlog_jsonl(
+        (
+            replace(log, turns=tuple(replace(t, text=clean(t.text)) for t in log.turns))
+            for log in logs
+        ),
+        out,
+    )
+
+
+def carried_logs(start: Start, given: Sequence[ChatLog]) -> list[ChatLog]:
+    """The conversations the earlier bundle learnt from that ``given`` does not hold (by
+    id): a training that continues keeps answering from them and keeps training on them,
+    though tonight's logs are only the new ones."""
+    path = start.bundle / LOGS_FILE
+    if not path.is_file():
+        return []
+    ids = {log.id for log in given}
+    return [log for log in read_chatlog_jsonl(path).logs if log.id not in ids]
 
 
 def start_from(bundle: Path) -> Start:

@@ -31,7 +31,14 @@ from retrieval.redact import RedactionRules, Redactor
 from retrieval.registry import Registry
 from retrieval.support import SUPPORT_FILE, IntentSupport
 from training.args import TrainingArguments, load_base_encoder
-from training.continual import Start, replay, write_conversations, write_rows
+from training.continual import (
+    Start,
+    carried_logs,
+    replay,
+    write_conversations,
+    write_logs,
+    write_rows,
+)
 from training.errors import TrainingError
 from training.export import export_onnx
 from training.intent_data import definition_rows
@@ -232,6 +239,8 @@ def train_bot(
         result = read_logs(source)
         chat_logs.extend(result.logs)
         problems.extend(result.problems)
+    carried = carried_logs(start, chat_logs) if start is not None else []
+    chat_logs.extend(carried)
     spec = definition.redaction
     rules = RedactionRules(spec.order_number, spec.keep, spec.phone_region)
     redact = Redactor(rules)
@@ -302,6 +311,7 @@ def train_bot(
             },
             "continued_from": start.version if start is not None else None,
             "replayed_rows": replayed,
+            "carried_conversations": len(carried),
             "metrics": training_metrics(encoder, training, joint),
         }
         save_bundle(staging, encoder=encoder, head=head, index=index, args=args, manifest=manifest)
@@ -313,6 +323,7 @@ def train_bot(
         held = joint.ranker_valid_ids if joint.ranker is not None else frozenset()
         trained = [c.id for c in chat_logs if c.id not in held] if joint.ranker else []
         write_conversations(staging, trained, sorted(held))
+        write_logs(staging, chat_logs, redact=redact)
         from training.bundle_report import write_bundle_report  # matplotlib: when training only
 
         report = write_bundle_report(

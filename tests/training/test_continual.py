@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,36 @@ def test_intents_train_from_a_model_learns_new_intents_and_keeps_the_old(
     assert predicted == [y for _, y in PROBES]
     # and the new model's rows hold the old intents too, for the next continuation
     assert set(read_rows(second).labels) == set(OLD) | set(NEW)
+
+
+@pytest.mark.slow
+def test_a_continued_bundle_keeps_answering_from_the_earlier_conversations(
+    shop_copy: Path, tmp_path: Path
+) -> None:
+    """Tonight's logs hold only new conversations: the continued bundle still indexes the
+    earlier ones (carried over from the earlier bundle's redacted data/logs.jsonl)."""
+    from retrieval.chatlog import read_chatlog_jsonl, write_chatlog_jsonl
+    from retrieval.registry import Registry
+    from training.args import TrainingArguments
+    from training.pipeline import train_bot
+
+    logs = read_chatlog_jsonl(shop_copy / "dialogues.jsonl").logs
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    half = len(logs) // 2
+    secret = replace(logs[0], turns=(*logs[0].turns[:-1], replace(logs[0].turns[-1],
+                     text=logs[0].turns[-1].text + " Write to jo.doe@example.com.")))  # fmt: skip
+    write_chatlog_jsonl([secret, *logs[1:half]], first)
+    write_chatlog_jsonl(logs[half:], second)
+    registry = Registry(tmp_path / "models")
+    args = TrainingArguments(epochs=0)
+    one = train_bot(shop_copy, registry, logs=[first], args=args, progress=False)
+    two = train_bot(
+        shop_copy, registry, logs=[second], args=args, progress=False,
+        start=start_from(one.path),
+    )  # fmt: skip
+    both = train_bot(shop_copy, registry, logs=[first, second], args=args, progress=False)
+    assert one.indexed_turns < two.indexed_turns == both.indexed_turns
+    manifest = json.loads((two.path / "manifest.json").read_text())
+    assert manifest["carried_conversations"] == half and manifest["continued_from"] == "v0001"
+    kept = (two.path / "data" / "logs.jsonl").read_text()
+    assert "jo.doe@example.com" not in kept and "[EMAIL]" in kept
