@@ -207,6 +207,8 @@ async def canned(session: Agent, request: Request) -> dict[str, Any]:
 
 @router.get("/console/api/to-tag")
 async def to_tag(session: Agent, request: Request) -> dict[str, Any]:
+    if session.agent.role is not AgentRole.ADMIN:  # customers' words across conversations
+        raise Forbidden("the messages to tag are for admins")
     found = await console_of(request.app).desk.to_tag()
     return {"messages": [wire.to_tag(m) for m in found]}
 

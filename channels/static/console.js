@@ -91,10 +91,11 @@
       clear(list);
       data.intents.forEach(function (i) { var o = el("option"); o.value = i.name; list.appendChild(o); });
     }, fail);
-    loadToTag();
-    clearInterval(toTagTimer);
-    toTagTimer = setInterval(loadToTag, 15000);
     if (me.role === "admin") {
+      $("totag-panel").hidden = false;
+      loadToTag();
+      clearInterval(toTagTimer);
+      toTagTimer = setInterval(loadToTag, 15000);
       $("admin").hidden = false;
       loadStats();
       statsTimer = setInterval(loadStats, 5000);
@@ -392,12 +393,15 @@
       $("totag-empty").hidden = data.messages.length > 0;
       data.messages.forEach(function (m) {
         var li = el("li", "item totag");
-        li.appendChild(el("span", "text", m.text));
+        var head = el("div", "line");
+        head.appendChild(el("span", "text", m.text));
+        head.appendChild(el("span", "reason", m.why === "clarify" ? "asked back" : "handed over"));
+        li.appendChild(head);
         var form = el("form", "line");
         var input = el("input");
         input.setAttribute("list", "intents");
         input.setAttribute("aria-label", "Intent of: " + m.text);
-        input.placeholder = m.why === "clarify" ? "bot asked back: intent?" : "bot handed over: intent?";
+        input.placeholder = "intent";
         input.pattern = "[A-Za-z0-9_.\\-]{1,100}";
         input.required = true;
         var save = el("button", null, "Tag");

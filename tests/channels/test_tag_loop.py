@@ -91,7 +91,10 @@ def served(home: Path, gift_bot: Path, shop_bundle: Any) -> Iterator[tuple[str, 
         store = await Store.open(settings.store_url())
         try:
             agent = await store.add_agent(
-                "ann@shop.example", "Ann", hash_password(PASSWORD), AgentRole.AGENT, now()
+                "ann@shop.example", "Ann", hash_password(PASSWORD), AgentRole.ADMIN, now()
+            )
+            await store.add_agent(
+                "bob@shop.example", "Bob", hash_password(PASSWORD), AgentRole.AGENT, now()
             )
             return agent.id
         finally:
@@ -106,7 +109,8 @@ async def test_the_console_lists_unsure_messages_to_tag_until_they_are_tagged(
     served: tuple[str, Settings],
 ) -> None:
     """Messages the bot asked back about or handed over unsure of are queued for tagging,
-    newest first; confident answers are not; a tagged message leaves the queue."""
+    newest first, for admins; confident answers are not; a tagged message leaves the
+    queue."""
     address, settings = served
     store = await Store.open(settings.store_url())
     try:
@@ -117,6 +121,8 @@ async def test_the_console_lists_unsure_messages_to_tag_until_they_are_tagged(
         )
     finally:
         await store.close()
+    bob = await logged_in(address, "bob@shop.example")
+    assert (await bob.get("/console/api/to-tag")).status_code == 403  # admins only
     ann = await logged_in(address, "ann@shop.example")
     listed = (await ann.get("/console/api/to-tag")).json()["messages"]
     assert [(m["conversation_id"], m["why"]) for m in listed] == [
