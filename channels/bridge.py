@@ -33,17 +33,21 @@ class ChannelBridge:
         self.service = service
         self.store = service.store
 
-    async def receive(self, inbound: Inbound) -> StoredEvent | None:
-        """Persist ``inbound`` in its sender's conversation; ``None`` when it is a
-        redelivery of a message already accepted (nothing to answer)."""
+    async def receive(self, inbound: Inbound) -> tuple[StoredEvent, bool]:
+        """Persist ``inbound`` in its sender's conversation: (its event, whether it is new;
+        False for a redelivery of a message accepted before)."""
         record = await self.store.conversation_for(inbound.channel, inbound.sender, utc_now())
-        event, created = await self.service.accept(record.id, inbound.message_id, inbound.text)
-        return event if created else None
+        return await self.service.accept(record.id, inbound.message_id, inbound.text)
 
-    async def answer(self, event: StoredEvent) -> list[StoredEvent]:
+    async def answer(self, event: StoredEvent, *, redelivered: bool = False) -> list[StoredEvent]:
         """Let the bot answer ``event`` (in order with the conversation's other messages)
-        and return what it said in reply: empty when a person handles the conversation."""
-        await self.service.respond(event)
+        and return what it said in reply: empty when a person handles the conversation. A
+        ``redelivered`` message is answered only if it has no answer yet (a crash came
+        between its first delivery and its answer); either way its replies are returned."""
+        if redelivered:
+            await self.service.catch_up(event)
+        else:
+            await self.service.respond(event)
         later = await self.store.events_after(event.conversation_id, event.seq, ANSWER_LIMIT)
         return [
             e

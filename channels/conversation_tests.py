@@ -57,6 +57,7 @@ async def run_tests(
                 "redis_url": None,
                 "reload_interval_s": 0.0,
                 "gc_freeze": False,
+                "recover_on_start": False,
             }
         )
         runtime = await Runtime.start(private, model=model)

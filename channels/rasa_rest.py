@@ -74,14 +74,15 @@ async def webhook(request: Request) -> list[RestReply]:
     message_id = (message.metadata and message.metadata.message_id) or uuid.uuid4().hex
     inbound = Inbound(CHANNEL, message.sender, message.message, message_id)
     try:
-        event = await runtime.bridge.receive(inbound)
+        event, created = await runtime.bridge.receive(inbound)
     except ValueError as exc:  # the store's limits (a sender longer than 200 characters)
         raise HTTPException(400, f"{exc}; see {EXAMPLE}") from exc
     except ChannelError as exc:
         raise HTTPException(409, str(exc)) from exc
-    if event is None:  # a retry of a message already stored: it is answered once only
-        return []
-    return [reply(message.sender, e) for e in await runtime.bridge.answer(event)]
+    # a retry of a message already stored is answered once only; the retry gets the answer
+    # (given now if a crash came before it was)
+    replies = await runtime.bridge.answer(event, redelivered=not created)
+    return [reply(message.sender, e) for e in replies]
 
 
 def parse_message(body: bytes, max_text_chars: int) -> RestMessage:

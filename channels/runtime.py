@@ -21,6 +21,7 @@ from channels.inference import Analyzer, MicroBatcher
 from channels.locks import ConversationLocks, InProcessLocks
 from channels.messaging.dispatch import Messaging
 from channels.metrics import Metrics
+from channels.recovery import Recovery
 from channels.reload import ModelWatcher
 from channels.service import ConversationService
 from channels.settings import Settings
@@ -41,11 +42,14 @@ class Runtime:
     bridge: ChannelBridge
     metrics: Metrics
     watcher: ModelWatcher = field(init=False)
+    recovery: Recovery = field(init=False)
+    """Answers the customer messages a crash left unanswered (``channels.recovery``)."""
     messaging: Messaging = field(init=False)
     """The messaging apps' answers in flight and their shared HTTP client."""
 
     def __post_init__(self) -> None:
         self.watcher = ModelWatcher(self, 0.0)
+        self.recovery = Recovery(self.service, self.settings)
         self.messaging = Messaging(self.bridge, self.settings)
 
     @classmethod
@@ -87,6 +91,8 @@ class Runtime:
         if injected is None:  # an injected model (tests, embedding) is not the registry's
             runtime.watcher = ModelWatcher(runtime, settings.reload_interval_s)
             runtime.watcher.start()
+        if settings.recover_on_start:
+            runtime.recovery.start()
         if settings.gc_freeze:
             heap.settle()
         return runtime
@@ -94,6 +100,7 @@ class Runtime:
     async def stop(self) -> None:
         try:
             await self.watcher.stop()
+            await self.recovery.stop()
             await self.messaging.drain()  # before the service: its answers use the service
             await self.service.drain()
             await self.batcher.stop()

@@ -96,6 +96,15 @@ class ConversationService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def catch_up_later(self, event: StoredEvent) -> None:
+        """:meth:`catch_up` in the background (a resent message)."""
+        task = asyncio.create_task(self._catch_up_quietly(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _catch_up_quietly(self, event: StoredEvent) -> None:
+        await self.catch_up(event)
+
     async def drain(self) -> None:
         """Wait for every answer in flight (shutdown, tests)."""
         while self._tasks:
@@ -118,6 +127,63 @@ class ConversationService:
         except Exception:  # the lock or the store failed before answering
             log.exception("answering seq %d of conversation %s failed", event.seq, conversation_id)
             await self._apologise(event)
+
+    async def catch_up(self, event: StoredEvent, *, max_age_s: float | None = None) -> int:
+        """Answer every customer message of ``event``'s conversation that has no answer
+        yet, up to ``event``, in seq order, under the conversation's lock: a message resent
+        after a crash, a redelivered webhook, or the recovery sweep. Whatever was answered
+        meanwhile (by its first delivery, by another replica) is not answered again.
+        Messages older than ``max_age_s`` get one apology instead. -> messages answered."""
+        conversation_id = event.conversation_id
+        logs.conversation_id.set(conversation_id)
+        started = time.perf_counter()
+        try:
+            async with self.locks.hold(conversation_id) as held:
+                pending = [e for e in await self._pending(conversation_id) if e.seq <= event.seq]
+                if not pending:
+                    return 0
+                oldest = (self.clock() - pending[0].created_at).total_seconds()
+                if max_age_s is not None and oldest > max_age_s:
+                    await self._apologise(pending[-1])  # one apology answers them all
+                else:
+                    for message in pending:
+                        await self._answer(message, started)
+                await held.mark_answered(pending[-1].seq)
+                return len(pending)
+        except Exception:
+            log.exception("catching up conversation %s failed", conversation_id)
+            await self._apologise(event)
+            return 0
+
+    async def _pending(self, conversation_id: str) -> list[StoredEvent]:
+        """The customer messages after the conversation's last bot answer or status change:
+        none when a person handles it or it is closed."""
+        record = await self.store.get_conversation(conversation_id)
+        if record is None or record.status is not ConversationStatus.BOT:
+            return []
+        start = max(0, record.last_seq - 4 * CATCH_UP_WINDOW)
+        window = await self.store.events_after(conversation_id, start, 4 * CATCH_UP_WINDOW + 1)
+        floor = start
+        for e in window:
+            reply_to = e.payload.get("in_reply_to") if e.role is Role.BOT else None
+            if isinstance(reply_to, int):
+                floor = max(floor, reply_to)
+            elif e.kind == "status":
+                floor = max(floor, e.seq)
+        return [e for e in window if e.role is Role.CUSTOMER and e.seq > floor]
+
+    async def recover(
+        self, since: datetime, before: datetime, *, max_age_s: float
+    ) -> tuple[int, int]:
+        """Answer the conversations whose last message, from ``since`` to ``before``, is
+        a customer's with no answer (``catch_up``). -> (conversations, messages)."""
+        conversations = messages = 0
+        for tail in await self.store.unanswered_tails(since, before):
+            answered = await self.catch_up(tail, max_age_s=max_age_s)
+            if answered:
+                conversations += 1
+                messages += answered
+        return conversations, messages
 
     async def _answer(self, event: StoredEvent, started: float) -> None:
         try:

@@ -83,6 +83,20 @@ class Settings(BaseSettings):
     """REST-channel requests per client address (then 429)."""
     log_format: Literal["json", "text"] = "json"
     """``frontdesk serve``'s log lines: JSON objects (with ``conversation_id``) or text."""
+    recover_on_start: bool = True
+    """Answer the customer messages a crash left unanswered (``channels.recovery``); off
+    only for tools that hold conversations of their own (``frontdesk test``)."""
+    recovery_interval_s: float = Field(default=10.0, ge=0)
+    """How often a server looks for customer messages nobody answered (a crash, a replica
+    that died holding them) and answers them; it also looks once at start (0: only then)."""
+    recovery_grace_s: float = Field(default=15.0, ge=0)
+    """A message is looked at by the periodic sweep only once it is this old: younger ones
+    are still being answered by whoever accepted them."""
+    recovery_max_age_s: float = Field(default=600.0, gt=0)
+    """An unanswered message older than this is not answered late: the customer gets one
+    apology with the offer of a person instead."""
+    recovery_window_s: float = Field(default=86400.0, gt=0)
+    """How far back the sweep looks: older unanswered messages are left alone."""
     reload_interval_s: float = Field(default=2.0, ge=0)
     """How often the server checks the registry's ``current`` pointer for a new bundle
     (hot swap; 0 turns it off)."""

@@ -245,8 +245,8 @@ class SocketIOChannel:
         room = await self._join(sid, socket, session_id)
         # Socket.IO does not redeliver, so every user_uttered is a new message.
         inbound = Inbound(CHANNEL, session_id, message.message, uuid.uuid4().hex)
-        event = await runtime.bridge.receive(inbound)
-        if event is None:
+        event, created = await runtime.bridge.receive(inbound)
+        if not created:
             return
         self._follow(room, event.conversation_id, event.seq)
         for reply in await runtime.bridge.answer(event):

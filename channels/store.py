@@ -1062,6 +1062,33 @@ class Store:
         row = await self._first(query)
         return None if row is None else _event(row._mapping)
 
+    async def unanswered_tails(
+        self, since: datetime, before: datetime, limit: int = 1000
+    ) -> list[StoredEvent]:
+        """Conversations the bot handles whose last event is a customer message, last
+        active in [``since``, ``before``): that message (up to ``limit``, oldest first).
+        One indexed query: the conversation row names its last seq."""
+        _check_limit(limit)
+        query = (
+            sa.select(events)
+            .join(
+                conversations,
+                sa.and_(
+                    events.c.conversation_id == conversations.c.id,
+                    events.c.seq == conversations.c.last_seq,
+                ),
+            )
+            .where(
+                conversations.c.status == ConversationStatus.BOT.value,
+                conversations.c.updated_at >= _utc(since),
+                conversations.c.updated_at < _utc(before),
+                events.c.role == Role.CUSTOMER.value,
+            )
+            .order_by(conversations.c.updated_at)
+            .limit(limit)
+        )
+        return [_event(row._mapping) for row in await self._all(query)]
+
     async def recent_bot_messages(self, limit: int = 2000) -> list[StoredEvent]:
         """The bot's ``limit`` latest messages, newest first, across conversations."""
         _check_limit(limit)

@@ -131,6 +131,8 @@ class Connection:
         await self.outbox.put(protocol.ack(frame.client_id, event.seq))
         if created:
             service.respond_later(event)
+        else:  # a resend: answered now if a crash came between its first send and its answer
+            service.catch_up_later(event)
 
     async def _rate(self, frame: protocol.RateIn) -> None:
         if self.conversation_id is None:

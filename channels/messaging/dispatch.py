@@ -55,13 +55,15 @@ class Messaging:
                 "%s message %s cut to %d characters", inbound.channel, inbound.message_id, len(text)
             )
             text = text[: self.max_text_chars]
-        event = await self.bridge.receive(replace(inbound, text=text))
-        if event is None:
+        event, created = await self.bridge.receive(replace(inbound, text=text))
+        if not created:
             log.info(
-                "%s message %s was already accepted (a redelivery): ignored",
+                "%s message %s was already accepted (a redelivery): answered only if it "
+                "has no answer yet",
                 inbound.channel,
                 inbound.message_id,
             )
+            self._spawn(self._catch_up(provider, incoming, event))
             return False
         await self._remember_address(event.conversation_id, incoming.address)
         for ack in incoming.acks:
@@ -113,6 +115,22 @@ class Messaging:
         response = await self.sender.send(request)
         if response is not None and (why := provider.refused(response)):
             log.error("%s refused: %s", request.what, why)
+
+    async def _catch_up(self, provider: Provider, incoming: Incoming, event: StoredEvent) -> None:
+        """A redelivered message: answer it (and send the answer) only if it has none yet."""
+        inbound = incoming.inbound
+        async with self._order.hold(f"{inbound.channel}:{inbound.sender}"):
+            try:
+                answered = await self.bridge.service.catch_up(event)
+                if not answered:
+                    return
+                replies = await self.bridge.answer(event, redelivered=True)
+            except Exception:
+                log.exception("answering %s message %s failed", inbound.channel, inbound.message_id)
+                return
+            for stored in replies:
+                for request in provider.render(incoming.address, reply_of(stored)):
+                    await self._deliver(provider, request)
 
     async def _answer(self, provider: Provider, incoming: Incoming, event: StoredEvent) -> None:
         inbound = incoming.inbound

@@ -111,3 +111,49 @@ def running_replicas(
             except subprocess.TimeoutExpired:
                 replica.process.kill()
                 replica.process.wait(10)
+
+
+@contextlib.contextmanager
+def one_server(
+    home: Path,
+    *,
+    log_path: Path,
+    port: int | None = None,
+    bot: Path = ROOT / "examples" / "shop",
+    env: Mapping[str, str] | None = None,
+    ready_timeout_s: float = 180.0,
+) -> Iterator[Replica]:
+    """One ``frontdesk serve`` process on its home's SQLite store (no Redis): for crash
+    tests, which kill it (``replica.process.kill()``) and start another on the same home."""
+    port = port or free_port()
+    full_env = {**os.environ, **TEST_ENV, "FRONTDESK_HOME": str(home), **(env or {})}
+    full_env.pop("FRONTDESK_DATABASE_URL", None)
+    full_env.pop("FRONTDESK_REDIS_URL", None)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [*SERVE, "--bot", str(bot), "--port", str(port)],
+            env=full_env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    replica = Replica(f"127.0.0.1:{port}", process, log_path)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while not _ready(replica.address):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"server {replica.address} did not start (exit {process.returncode}); "
+                    f"log {log_path}:\n{replica.log_tail()}"
+                )
+            time.sleep(0.2)
+        yield replica
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)

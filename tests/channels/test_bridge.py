@@ -81,25 +81,28 @@ async def test_external_ids_are_checked(tmp_path: Path) -> None:
 
 
 async def test_receive_and_answer_and_ignore_redelivery(runtime: Runtime) -> None:
+    """A redelivery is not stored twice, and answering it again returns the first answer
+    without storing a second one."""
     bridge: ChannelBridge = runtime.bridge
     inbound = Inbound("rest", "customer-7", "how long does delivery take?", "m-1")
-    event = await bridge.receive(inbound)
-    assert event is not None and event.role is Role.CUSTOMER
+    event, created = await bridge.receive(inbound)
+    assert created and event.role is Role.CUSTOMER
     replies = await bridge.answer(event)
     assert len(replies) >= 1
     assert all(r.role is Role.BOT and r.payload["in_reply_to"] == event.seq for r in replies)
     assert "deliver" in (replies[0].text or "").lower()
-    assert await bridge.receive(inbound) is None  # redelivered: not stored twice
+    again, created = await bridge.receive(inbound)  # redelivered: not stored twice
+    assert not created and again.seq == event.seq
+    assert await bridge.answer(again, redelivered=True) == replies
     stored = await runtime.store.events_after(event.conversation_id, 0, 100)
     assert [e.text for e in stored if e.role is Role.CUSTOMER] == [inbound.text]
+    assert sum(1 for e in stored if e.role is Role.BOT) == len(replies)
 
 
 async def test_no_bot_answer_while_a_person_handles_it(runtime: Runtime) -> None:
     bridge: ChannelBridge = runtime.bridge
-    first = await bridge.receive(Inbound("rest", "c-9", "hello", "m-1"))
-    assert first is not None
+    first, _ = await bridge.receive(Inbound("rest", "c-9", "hello", "m-1"))
     await bridge.answer(first)
     await runtime.service.set_status(first.conversation_id, ConversationStatus.WAITING, "test")
-    second = await bridge.receive(Inbound("rest", "c-9", "are you there?", "m-2"))
-    assert second is not None
+    second, _ = await bridge.receive(Inbound("rest", "c-9", "are you there?", "m-2"))
     assert await bridge.answer(second) == []
