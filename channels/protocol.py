@@ -6,7 +6,15 @@ import json
 from collections import OrderedDict
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
 
 from channels.errors import BadFrame
 from channels.store import StoredEvent
@@ -14,7 +22,31 @@ from channels.store import StoredEvent
 CLIENT_ID_MAX = 64
 SEEN_WINDOW = 1024
 """How many of the newest sequence numbers a connection remembers having delivered."""
-ClientId = Annotated[str, StringConstraints(min_length=1, max_length=CLIENT_ID_MAX)]
+SEQ_MAX = 2**31 - 1
+"""The largest sequence number a client may name (the store's integer column)."""
+
+
+def clean_id(value: str) -> str:
+    """An id must be text a store and a JSON encoder can hold: no NUL, no control
+    character, no lone surrogate."""
+    if any(c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError("must hold no control characters or lone surrogates")
+    return value
+
+
+def clean_text(value: str) -> str:
+    """Text as stored and echoed: NUL and lone surrogates become U+FFFD."""
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        value = "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in value)
+    return value
+
+
+ClientId = Annotated[
+    str, StringConstraints(min_length=1, max_length=CLIENT_ID_MAX), AfterValidator(clean_id)
+]
+Id = Annotated[
+    str, StringConstraints(min_length=1, max_length=CLIENT_ID_MAX), AfterValidator(clean_id)
+]
 
 
 class RecentSeqs:
@@ -51,15 +83,17 @@ class _Frame(BaseModel):
 
 class Hello(_Frame):
     type: Literal["hello"]
-    conversation_id: str | None = None
-    token: str | None = None
-    last_seq: Annotated[int, Field(ge=0)] = 0
+    conversation_id: Id | None = None
+    token: Annotated[str, StringConstraints(max_length=256), AfterValidator(clean_id)] | None = None
+    last_seq: Annotated[int, Field(ge=0, le=SEQ_MAX)] = 0
 
 
 class MessageIn(_Frame):
     type: Literal["message"]
     client_id: ClientId
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+    text: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1), AfterValidator(clean_text)
+    ]
 
 
 class TypingIn(_Frame):
@@ -109,7 +143,12 @@ def _refused_message_id(raw: str | bytes) -> str | None:
     if not isinstance(data, dict) or data.get("type") != "message":
         return None
     client_id = data.get("client_id")
-    return client_id if isinstance(client_id, str) and 0 < len(client_id) <= CLIENT_ID_MAX else None
+    if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX:
+        return None
+    try:
+        return clean_id(client_id)
+    except ValueError:  # not echoed: a frame with it could not be sent
+        return None
 
 
 def welcome(conversation_id: str, token: str, seq: int, max_text_chars: int) -> dict[str, Any]:

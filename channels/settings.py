@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=2_000, ge=1)
     rate_limit_messages: int = Field(default=20, ge=1)
     """Messages a connection may send per ``rate_limit_window_s`` before it is closed."""
+    rate_limit_frames: int = Field(default=100, ge=1)
+    """Frames of any kind (typing, invalid ones included) a connection may send per
+    ``rate_limit_window_s`` before it is closed (4429)."""
+    hello_timeout_s: float = Field(default=30.0, gt=0)
+    """A widget connection that sends no ``hello`` within this long is closed (4408)."""
     rate_limit_window_s: float = Field(default=10.0, gt=0)
     ws_compression: bool = False
     """permessage-deflate on websockets. Off by default: chat frames are small, and each

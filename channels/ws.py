@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import deque
@@ -38,6 +39,8 @@ class Connection:
         self.conversation_id: str | None = None
         self.subscription: Subscription | None = None
         self.arrivals: deque[float] = deque()
+        self.frames: deque[float] = deque()
+        """When each of the recent frames arrived (any kind): the frame rate limit."""
         self.tasks: list[asyncio.Task[None]] = []
         self.typed_at = float("-inf")
 
@@ -49,6 +52,10 @@ class Connection:
             await self._read()
         except WebSocketDisconnect:
             pass
+        except Exception:
+            log.exception("widget connection failed")
+            with contextlib.suppress(Exception):
+                await self.ws.close(int(CloseCode.SERVER_ERROR), "internal error")
         finally:
             self.runtime.metrics.connections.dec()
             if self.subscription is not None:
@@ -61,8 +68,20 @@ class Connection:
 
     async def _read(self) -> None:
         while True:
-            message = await self.ws.receive()
+            if self.conversation_id is None:  # a connection must say hello in time
+                try:
+                    async with asyncio.timeout(self.settings.hello_timeout_s):
+                        message = await self.ws.receive()
+                except TimeoutError:
+                    await self._close(CloseCode.SLOW_CLIENT, "no hello frame in time")
+                    return
+            else:
+                message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
+                return
+            if self._too_many_frames():
+                self.runtime.metrics.refused.labels("frame_rate").inc()
+                await self._close(CloseCode.FLOODING, "too many frames; slow down")
                 return
             raw = message.get("text")
             if raw is None:
@@ -89,7 +108,8 @@ class Connection:
                     else:
                         await self._message(frame)
             except ChannelError as exc:
-                await self.outbox.put(protocol.error(exc.code, str(exc), exc.client_id))
+                if not await self._queue(protocol.error(exc.code, str(exc), exc.client_id)):
+                    return
 
     async def _hello(self, hello: protocol.Hello) -> bool:
         if self.conversation_id is not None:
@@ -107,7 +127,7 @@ class Connection:
         self.conversation_id = record.id
         logs.conversation_id.set(record.id)
         self.subscription = self.runtime.bus.subscribe(record.id)  # before the replay
-        await self.outbox.put(
+        await self._put(
             protocol.welcome(record.id, token, record.last_seq, self.settings.max_text_chars)
         )
         # everything after last_seq, a page at a time (the writer drains while we read on);
@@ -117,7 +137,7 @@ class Connection:
             page := await store.events_after(record.id, after, self.settings.replay_limit)
         ):
             for event in page:
-                await self.outbox.put(protocol.event_frame(event))
+                await self._put(protocol.event_frame(event))
             after = page[-1].seq
         self.tasks.append(asyncio.create_task(self._forward(self.subscription)))
         return True
@@ -128,7 +148,7 @@ class Connection:
         service = self.runtime.service
         event, created = await service.accept(self.conversation_id, frame.client_id, frame.text)
         self.sent.claim(event.seq)  # the ack stands for the message itself
-        await self.outbox.put(protocol.ack(frame.client_id, event.seq))
+        await self._queue(protocol.ack(frame.client_id, event.seq))
         if created:
             service.respond_later(event)
         else:  # a resend: answered now if a crash came between its first send and its answer
@@ -142,7 +162,7 @@ class Connection:
             raise BadFrame("rate: only a closed conversation can be rated")
         now = self.runtime.service.clock()
         await self.runtime.store.rate_conversation(self.conversation_id, frame.stars, now)
-        await self.outbox.put(protocol.rated(frame.stars))
+        await self._queue(protocol.rated(frame.stars))
 
     async def _typing(self) -> None:
         """Relay the customer's typing to the conversation's other subscribers (the agent's
@@ -168,6 +188,31 @@ class Connection:
                 return
             self.outbox.put_nowait(frame)
 
+    async def _put(self, frame: dict[str, Any]) -> None:
+        """Queue a frame, waiting while the writer drains (a replay); a writer that is gone
+        (the socket closed under it) ends the connection instead of a wait forever."""
+        while True:
+            if self.tasks[0].done():
+                raise WebSocketDisconnect(1006)
+            try:
+                async with asyncio.timeout(1.0):
+                    await self.outbox.put(frame)
+                    return
+            except TimeoutError:
+                continue
+
+    async def _queue(self, frame: dict[str, Any]) -> bool:
+        """Queue a frame for the writer; a client whose queue is full does not read what
+        it is sent: it is closed (4408) instead of holding its handler. -> still open."""
+        try:
+            self.outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.runtime.metrics.refused.labels("send_queue").inc()
+            with contextlib.suppress(RuntimeError):
+                await self.ws.close(CloseCode.SLOW_CLIENT, "send queue full; reconnect")
+            return False
+        return True
+
     async def _write(self) -> None:
         while True:
             frame = await self.outbox.get()
@@ -177,7 +222,20 @@ class Connection:
             event = frame["type"] in {"message", "status"}
             if event and isinstance(seq, int) and not self.sent.claim(seq):
                 continue  # already delivered
-            await self.ws.send_json(frame)
+            text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+            try:
+                await self.ws.send_text(text)
+            except UnicodeEncodeError:
+                # text that is not UTF-8 (a lone surrogate): sent escaped, never dropped
+                await self.ws.send_text(json.dumps(frame, separators=(",", ":")))
+
+    def _too_many_frames(self) -> bool:
+        now = time.monotonic()
+        window = self.settings.rate_limit_window_s
+        while self.frames and now - self.frames[0] > window:
+            self.frames.popleft()
+        self.frames.append(now)
+        return len(self.frames) > self.settings.rate_limit_frames
 
     def _flooding(self) -> bool:
         now = time.monotonic()
