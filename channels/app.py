@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from channels import rasa_rest, socketio_channel
@@ -20,6 +23,14 @@ from channels.settings import Settings
 from channels.ws import chat_socket
 
 STATIC = Path(__file__).parent / "static"
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422, rendered as ASCII JSON: a body with a lone surrogate is echoed
+    escaped instead of failing to encode (a 500)."""
+    assert isinstance(exc, RequestValidationError)
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, default=str)
+    return Response(body, status_code=422, media_type="application/json")
 
 
 def create_app(settings: Settings | None = None, *, model: Analyzer | None = None) -> FastAPI:
@@ -47,6 +58,7 @@ def create_app(settings: Settings | None = None, *, model: Analyzer | None = Non
         addresses=addresses,
         metrics=metrics,
     )
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.include_router(rasa_rest.router)
     app.include_router(socketio_channel.router)
     app.include_router(messaging_router(settings))

@@ -46,6 +46,8 @@ STATUS: Final = "status"
 EVENT_KINDS: Final = (MESSAGE, STATUS)
 
 CHANNEL_MAX_CHARS: Final = 32
+ID_MAX_CHARS: Final = 32
+"""A conversation's or an agent's id (uuid hex)."""
 CLIENT_ID_MAX_CHARS: Final = 128
 EXTERNAL_ID_MAX_CHARS: Final = 200
 
@@ -628,6 +630,9 @@ class Store:
         await self._access.write(op)
 
     async def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        """The conversation, or None (unknown, or not an id at all)."""
+        if not 0 < len(conversation_id) <= ID_MAX_CHARS or not clean_id(conversation_id):
+            return None
         row = await self._access.read(
             lambda conn: _CONVERSATION.mapping(conn, {"cid": conversation_id})
         )
@@ -1420,9 +1425,17 @@ def _json_object(payload: Mapping[str, object]) -> dict[str, object]:
 
 
 def _check_id(name: str, value: str, max_chars: int) -> None:
-    # Checked here so that SQLite (no length limits) and PostgreSQL behave alike.
+    # Checked here so that SQLite (no length limits) and PostgreSQL (no NUL) behave alike.
     if not 0 < len(value) <= max_chars:
         raise ValueError(f"{name} must have 1 to {max_chars} characters, got {len(value)}")
+    if not clean_id(value):
+        raise ValueError(f"{name} must hold no control characters or lone surrogates")
+
+
+def clean_id(value: str) -> bool:
+    """Whether ``value`` can be an id: no NUL or other control character (PostgreSQL
+    cannot store NUL), no lone surrogate (not UTF-8: no store or JSON encoder takes it)."""
+    return not any(c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in value)
 
 
 def _check_limit(limit: int) -> None:

@@ -26,6 +26,8 @@ from channels.console import wire
 from channels.console.auth import COOKIE, AgentSession
 from channels.console.errors import ConsoleCloseCode, ConsoleError
 from channels.console.routes import Console, same_origin
+from channels.protocol import SEQ_MAX
+from channels.store import ID_MAX_CHARS, clean_id
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,10 @@ class ConsoleConnection:
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.send_lock:
-            await self.ws.send_json(frame)
+            try:
+                await self.ws.send_text(json.dumps(frame, ensure_ascii=False))
+            except UnicodeEncodeError:  # not UTF-8 (a lone surrogate): sent escaped
+                await self.ws.send_text(json.dumps(frame))
 
     async def _read(self) -> None:
         while True:
@@ -65,21 +70,22 @@ class ConsoleConnection:
                 if not isinstance(frame, dict):
                     raise ValueError("expected a JSON object")
                 await self._handle(frame)
-            except (ValueError, KeyError, TypeError) as exc:
-                await self.send(protocol.error("bad_frame", str(exc)))
+            except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+                await self.send(protocol.error("bad_frame", _why(exc)))
             except ConsoleError as exc:
                 await self.send(protocol.error(exc.code, str(exc)))
 
     async def _handle(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "watch":
-            conversation_id = str(frame["conversation_id"])
-            last_seq = int(frame.get("last_seq", 0))
-            await self._watch(conversation_id, last_seq)
+            last_seq = frame.get("last_seq", 0)
+            if type(last_seq) is not int or not 0 <= last_seq <= SEQ_MAX:
+                raise ValueError(f"last_seq: expected a whole number from 0 to {SEQ_MAX}")
+            await self._watch(_conversation_id(frame), last_seq)
         elif kind == "unwatch":
             self._unwatch()
         elif kind == "typing":
-            await self.console.desk.typing(str(frame["conversation_id"]), self.session.agent)
+            await self.console.desk.typing(_conversation_id(frame), self.session.agent)
         else:
             raise ValueError(f"unknown frame type {kind!r}; expected watch, unwatch or typing")
 
@@ -173,6 +179,24 @@ class _Follower:
                 self.floor += 1
                 self.sent.discard(self.floor)
         await self.connection.send({**frame, "conversation_id": self.conversation_id})
+
+
+def _conversation_id(frame: dict[str, Any]) -> str:
+    value = frame.get("conversation_id")
+    if not isinstance(value, str) or not 0 < len(value) <= ID_MAX_CHARS or not clean_id(value):
+        raise ValueError("conversation_id: expected a conversation's id")
+    return value
+
+
+def _why(exc: Exception) -> str:
+    """What was wrong with a frame, without echoing it."""
+    if isinstance(exc, RecursionError):
+        return "frame nested too deeply"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    if isinstance(exc, OverflowError):
+        return "a number out of range"
+    return str(exc)
 
 
 async def console_socket(ws: WebSocket, console: Console) -> None:

@@ -5,21 +5,38 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from channels.console.desk import Canned, History, Suggestion, ToTag
 from channels.store import AgentRecord, ConversationRecord, DeskNumbers, IntentTag, QueueEntry
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=2000),
+    AfterValidator(lambda v: _utf8(v)),
+]
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _utf8(value: str) -> str:
+    """Text a store can hold and a hash can read: no lone surrogates, no NUL."""
+    if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+        raise ValueError("must hold no NUL characters or lone surrogates")
+    return value
+
+
 class LoginIn(_Body):
-    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
-    password: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    email: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=3, max_length=254),
+        AfterValidator(_utf8),
+    ]
+    password: Annotated[
+        str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_utf8)
+    ]
 
 
 class ReplyIn(_Body):

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import SecretStr, ValidationError
 
+from channels.bridge import Inbound
 from channels.messaging.messenger import Messenger
 from channels.messaging.provider import IncompleteSettings, Provider
 from channels.messaging.signatures import Verdict, subscription_challenge
@@ -23,6 +24,7 @@ from channels.messaging.telegram import Telegram
 from channels.messaging.whatsapp import WhatsApp
 from channels.runtime import Runtime
 from channels.settings import Settings
+from channels.store import CLIENT_ID_MAX_CHARS, EXTERNAL_ID_MAX_CHARS, clean_id
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,11 @@ def _mount(router: APIRouter, provider: Provider) -> None:
         if parsed.challenge is not None:
             return JSONResponse({"challenge": parsed.challenge})
         runtime: Runtime = request.app.state.runtime
+        for incoming in parsed.messages:  # all checked before any is accepted
+            problem = inbound_problem(incoming.inbound)
+            if problem is not None:
+                log.warning("%s webhook: a signed body with %s", provider.channel, problem)
+                return Response(status_code=400)
         for incoming in parsed.messages:
             await runtime.messaging.accept(provider, incoming)
         return Response(status_code=200)
@@ -160,6 +167,17 @@ def _mount(router: APIRouter, provider: Provider) -> None:
     router.add_api_route(
         provider.path, handshake, methods=["GET"], name=f"{provider.channel}_handshake"
     )
+
+
+def inbound_problem(inbound: Inbound) -> str | None:
+    """What makes a parsed message unusable (its sender's or its own id), else None."""
+    for name, value, limit in (
+        ("a sender id", inbound.sender, EXTERNAL_ID_MAX_CHARS),
+        ("a message id", inbound.message_id, CLIENT_ID_MAX_CHARS),
+    ):
+        if not 0 < len(value) <= limit or not clean_id(value):
+            return f"{name} that is empty, longer than {limit} characters or not plain text"
+    return None
 
 
 async def _read_body(request: Request) -> bytes | None:

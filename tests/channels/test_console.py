@@ -499,3 +499,52 @@ async def test_customer_rates_a_closed_conversation(server: str, store: Store) -
     numbers = (await ann.get("/console/api/stats")).json()
     assert numbers["ratings"] == 1 and numbers["average_rating"] == 4.0
     await ws.close()
+
+
+# --- hostile input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"email": "bob@shop.example", "password": "\\ud800"}',
+        '{"email": "\\ud800@shop.example", "password": "x"}',
+        '{"email": NaN, "password": "x"}',
+        '{"email": "bob@shop.example", "password": "a\\u0000b"}',
+    ],
+)
+async def test_a_login_body_that_is_not_text_gets_a_4xx_not_a_5xx(
+    server: str, agents: dict[str, str], body: str
+) -> None:
+    async with httpx.AsyncClient(base_url=f"http://{server}", timeout=30) as http:
+        response = await http.post(
+            "/console/login", content=body, headers={"content-type": "application/json"}
+        )
+    assert 400 <= response.status_code < 500
+    assert (await login(server, "bob@shop.example")).status_code == 200  # the server is fine
+
+
+async def test_bad_watch_frames_get_errors_and_the_socket_stays(
+    server: str, agents: dict[str, str], store: Store
+) -> None:
+    """last_seq Infinity, 1e400 or -1, a conversation id with a NUL, a frame nested too deep:
+    each an error frame; the agent's socket then watches a real conversation."""
+    bob = await logged_in(server, "bob@shop.example")
+    console = await bob.socket()
+    await until(console, lambda f: f["type"] == "queue")
+    cid = await waiting_conversation(store)
+    frames = [
+        f'{{"type": "watch", "conversation_id": "{cid}", "last_seq": Infinity}}',
+        f'{{"type": "watch", "conversation_id": "{cid}", "last_seq": 1e400}}',
+        json.dumps({"type": "watch", "conversation_id": cid, "last_seq": -1}),
+        json.dumps({"type": "watch", "conversation_id": "a\x00b"}),
+        "[" * 2000 + "]" * 2000,  # under the 4096-character limit, deeper than json parses
+    ]
+    for raw in frames:
+        await console.send(raw)
+        error = await until(console, lambda f: f["type"] == "error")
+        assert error[-1]["code"] == "bad_frame"
+    await console.send(json.dumps({"type": "watch", "conversation_id": cid}))
+    replay = await until(console, lambda f: f["type"] == "message")
+    assert replay[-1]["conversation_id"] == cid
+    await console.close()

@@ -642,3 +642,28 @@ async def test_an_agents_reply_reaches_the_messaging_customer(
     agent_calls = [c for c in calls if someone.text(c) == "Hi, Ann here."]
     assert len(agent_calls) == 1
     assert someone.recipient(agent_calls[0]) == someone.recipient(calls[0])
+
+
+UNUSABLE_SENDERS = [(channel, "9" * 251) for channel in CUSTOMERS] + [
+    (channel, "a\x00b")
+    for channel in CUSTOMERS
+    if channel != "telegram"  # its ids are numbers
+]
+
+
+@pytest.mark.parametrize(("channel", "sender"), UNUSABLE_SENDERS)
+async def test_a_signed_webhook_with_an_unusable_sender_id_gets_400(
+    channel: str, sender: str, settings: Settings, fake: FakeProvider, shop_bundle: Any
+) -> None:
+    """A correctly signed body whose sender id is over-long (Telegram's chat.id = 10**250)
+    or holds a NUL: 400, as documented, nothing stored, and the server keeps serving."""
+    bad, good = CUSTOMERS[channel](sender), customer(channel)
+    with running_server(settings, model=shop_bundle) as address:
+        assert post(address, bad.message("1", QUESTION)).status_code == 400
+        assert post(address, good.message("2", QUESTION)).status_code == 200
+    store = await Store.open(settings.store_url())
+    try:
+        page = await store.conversations_page()
+    finally:
+        await store.close()
+    assert len(page) == 1  # the good customer's only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -450,3 +451,15 @@ async def test_disconnect_cleans_up_bus_subscriptions(live: Live) -> None:
         await asyncio.sleep(0.02)
     else:
         pytest.fail("the session's bus subscription outlived its last socket")
+
+
+@pytest.mark.parametrize("sender", ["a\x00b", "\ud800", ""])
+async def test_rest_sender_that_is_not_an_id_gets_400(server: str, sender: str) -> None:
+    """A sender with a NUL or a lone surrogate, or an empty one: 400, never a 5xx."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            f"http://{server}/webhooks/rest/webhook",
+            content=json.dumps({"sender": sender, "message": "hi"}),
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code in (400, 422)
