@@ -74,10 +74,14 @@ def run_stages(
     work: Path,
     args: TrainingArguments,
     int8: bool,
+    first: Path | None = None,
 ) -> list[dict[str, object]]:
     report: list[dict[str, object]] = []
     previous: Path | None = None
     for k, intents in enumerate(stages, 1):
+        if k == 1 and first is not None:  # the same fresh training: reused
+            previous = first
+            continue
         keep = set(intents)
         data = write_csv(work / f"{name}-stage{k}.csv", [r for r in train if r[1] in keep])
         out = work / f"{name}-m{k}"
@@ -114,6 +118,9 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, help="write the models here instead of a temp dir")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-all", action="store_true", help="no all-at-once training")
+    parser.add_argument(
+        "--first", type=Path, help="a stage-1 model of an earlier run to continue from (reused)"
+    )
     parser.add_argument("--set", action="append", default=[], help="training argument")
     opts = parser.parse_args()
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in opts.set)}
@@ -131,7 +138,9 @@ def main() -> int:
         "args": overrides,
         "int8": int8,
     }
-    results["continual"] = run_stages("continual", stages, train, test, work, args, int8)
+    results["continual"] = run_stages(
+        "continual", stages, train, test, work, args, int8, first=opts.first
+    )
     if not opts.skip_naive:
         naive = replace(args, replay_per_intent=0)
         results["naive"] = run_stages("naive", stages, train, test, work, naive, int8)

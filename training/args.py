@@ -78,6 +78,8 @@ class TrainingArguments:
     """A continued training sees about this share of :attr:`examples_budget` (a fresh
     training's): it refines the earlier model instead of training again from the start, in
     well under 40 % of the time (3 epochs at least; BENCHMARKS.md)."""
+    continue_lr_scale: float = 1.0
+    """A continued training's learning rate, as a share of :attr:`learning_rate`."""
     new_intent_min_examples: int = 5
     """A training that continues from an earlier model refuses an intent that model did not
     know with fewer examples than this (bot.yml's and reviewed ones, ``training.reviewed``)."""
@@ -122,6 +124,7 @@ class TrainingArguments:
             "replay_per_intent": self.replay_per_intent >= 0,
             "new_intent_min_examples": self.new_intent_min_examples >= 1,
             "continue_budget": 0 < self.continue_budget <= 1,
+            "continue_lr_scale": 0 < self.continue_lr_scale <= 1,
             "average_epochs": self.average_epochs >= 0,
             "contrastive_weight": self.contrastive_weight >= 0,
             "contrastive_temperature": self.contrastive_temperature > 0,

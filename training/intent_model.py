@@ -90,7 +90,8 @@ def train_intent_model(
                 start.bundle,
             )
         budget = max(1, round(args.examples_budget * args.continue_budget))
-        run_args = replace(args, examples_budget=budget)
+        lr = args.learning_rate * args.continue_lr_scale
+        run_args = replace(args, examples_budget=budget, learning_rate=lr)
     problems = list(rows.problems)
     valid_rows = read_intent_rows(valid) if valid is not None else None
     if valid_rows is not None:

@@ -229,7 +229,8 @@ def train_bot(
             seed=args.seed,
         )
         budget = max(1, round(args.examples_budget * args.continue_budget))
-        run_args = replace(args, examples_budget=budget)
+        lr = args.learning_rate * args.continue_lr_scale
+        run_args = replace(args, examples_budget=budget, learning_rate=lr)
 
     sources = list(logs) if logs is not None else _default_logs(bot_dir)
     digest = logs_digest(sources)  # before reading: a log that grows meanwhile retrains next time

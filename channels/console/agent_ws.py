@@ -93,6 +93,7 @@ class ConsoleConnection:
         self._unwatch()
         if await self.console.runtime.store.get_conversation(conversation_id) is None:
             raise ValueError(f"no conversation {conversation_id}")
+        await self.console.desk.readable(conversation_id, self.session.agent)  # or Forbidden
         subscription = self.console.runtime.bus.subscribe(conversation_id)  # before the replay
         follower = _Follower(self, conversation_id, last_seq)
         await follower.replay()
@@ -161,6 +162,7 @@ class _Follower:
             self.floor = max(self.floor, page[-1].seq)
 
     async def follow(self, subscription: Subscription) -> None:
+        connection = self.connection
         while True:
             frame = await subscription.get()
             if subscription.overflowed:  # frames were dropped: the store has them
@@ -168,6 +170,14 @@ class _Follower:
                 await self.replay()
                 continue
             await self.send(frame)
+            if frame.get("type") == "status":  # taken by another agent: no longer readable
+                try:
+                    await connection.console.desk.readable(
+                        self.conversation_id, connection.session.agent
+                    )
+                except ConsoleError as exc:
+                    await connection.send(protocol.error(exc.code, str(exc)))
+                    return
 
     async def send(self, frame: dict[str, Any]) -> None:
         seq = frame.get("seq")

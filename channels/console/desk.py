@@ -112,8 +112,8 @@ class Desk:
         await self._published(event)
         return event
 
-    async def history(self, conversation_id: str) -> History:
-        record = await self._conversation(conversation_id)
+    async def history(self, conversation_id: str, agent: AgentRecord) -> History:
+        record = await self.readable(conversation_id, agent)
         events: list[StoredEvent] = []
         after = 0
         while page := await self.store.events_after(conversation_id, after):
@@ -122,10 +122,10 @@ class Desk:
         tags = await self.store.intent_tags_of(conversation_id)
         return History(record, events, tags, await self.store.assigned_agent(conversation_id))
 
-    async def suggestions(self, conversation_id: str) -> list[Suggestion]:
+    async def suggestions(self, conversation_id: str, agent: AgentRecord) -> list[Suggestion]:
         """The bot's ranked replies to the last customer message (agent assist): the agent
         replies retrieved from past chats and the top intents' responses, best first."""
-        await self._conversation(conversation_id)
+        await self.readable(conversation_id, agent)
         last = await self.store.last_customer_message(conversation_id)
         if last is None or not last.text:
             return []
@@ -200,7 +200,7 @@ class Desk:
     async def tag(
         self, conversation_id: str, agent: AgentRecord, seq: int, intent: str
     ) -> IntentTag:
-        await self._conversation(conversation_id)
+        await self.readable(conversation_id, agent)
         try:
             return await self.store.tag_intent(conversation_id, seq, intent, agent.id, self.clock())
         except ValueError as exc:
@@ -276,6 +276,18 @@ class Desk:
         if record is None:
             raise NotFound(f"no conversation {conversation_id}")
         return record
+
+    async def readable(self, conversation_id: str, agent: AgentRecord) -> ConversationRecord:
+        """The conversation, if ``agent`` may read it: an admin reads every one, an agent
+        the ones waiting in the queue and their own (:class:`Forbidden` otherwise)."""
+        record = await self._conversation(conversation_id)
+        if agent.role is AgentRole.ADMIN or record.status is ConversationStatus.WAITING:
+            return record
+        if await self.store.assigned_agent(conversation_id) == agent.id:
+            return record
+        raise Forbidden(
+            f"conversation {conversation_id} is neither waiting nor yours: only admins read it"
+        )
 
     async def _handling(
         self, conversation_id: str, agent: AgentRecord, *, waiting_too: bool = False

@@ -147,7 +147,7 @@ async def queue(session: Agent, request: Request) -> dict[str, Any]:
 
 @router.get("/console/api/conversations/{conversation_id}")
 async def conversation(conversation_id: str, session: Agent, request: Request) -> dict[str, Any]:
-    return wire.history(await console_of(request.app).desk.history(conversation_id))
+    return wire.history(await console_of(request.app).desk.history(conversation_id, session.agent))
 
 
 @router.post("/console/api/conversations/{conversation_id}/take")
@@ -158,7 +158,7 @@ async def take(conversation_id: str, session: Acting, request: Request) -> dict[
 
 @router.get("/console/api/conversations/{conversation_id}/suggestions")
 async def suggestions(conversation_id: str, session: Agent, request: Request) -> dict[str, Any]:
-    found = await console_of(request.app).desk.suggestions(conversation_id)
+    found = await console_of(request.app).desk.suggestions(conversation_id, session.agent)
     return {"suggestions": [wire.suggestion(s) for s in found]}
 
 

@@ -548,3 +548,45 @@ async def test_bad_watch_frames_get_errors_and_the_socket_stays(
     replay = await until(console, lambda f: f["type"] == "message")
     assert replay[-1]["conversation_id"] == cid
     await console.close()
+
+
+# --- who reads what ----------------------------------------------------------------------
+
+
+async def test_an_agent_reads_the_queue_and_their_own_only_admins_read_all(
+    server: str, agents: dict[str, str], store: Store
+) -> None:
+    """Bob (an agent) reads a waiting conversation and his own, not a bot-only one nor
+    Cy's, over the API and the console socket; Ann (an admin) reads them all. Bob's watch
+    of a waiting conversation ends when Cy takes it."""
+    bob = await logged_in(server, "bob@shop.example")
+    cy = await logged_in(server, "cy@shop.example")
+    ann = await logged_in(server, "ann@shop.example")
+    waiting = await waiting_conversation(store, "where is my parcel?")
+    bots, _ = await store.create_conversation("web", now())
+    await store.append_customer_message(bots.id, "c1", "hello", now())
+    cys = await waiting_conversation(store, "refund please")
+    assert (await cy.post(f"/console/api/conversations/{cys}/take")).status_code == 200
+    mine = await waiting_conversation(store, "wrong size")
+    assert (await bob.post(f"/console/api/conversations/{mine}/take")).status_code == 200
+
+    for path in ("", "/suggestions"):
+        assert (await bob.get(f"/console/api/conversations/{waiting}{path}")).status_code == 200
+        assert (await bob.get(f"/console/api/conversations/{mine}{path}")).status_code == 200
+        assert (await bob.get(f"/console/api/conversations/{bots.id}{path}")).status_code == 403
+        assert (await bob.get(f"/console/api/conversations/{cys}{path}")).status_code == 403
+        for cid in (waiting, mine, bots.id, cys):
+            assert (await ann.get(f"/console/api/conversations/{cid}{path}")).status_code == 200
+
+    console = await bob.socket()
+    await until(console, lambda f: f["type"] == "queue")
+    for cid in (bots.id, cys):
+        await console.send(json.dumps({"type": "watch", "conversation_id": cid}))
+        error = await until(console, lambda f: f["type"] == "error")
+        assert error[-1]["code"] == "forbidden"
+    await console.send(json.dumps({"type": "watch", "conversation_id": waiting}))
+    await until(console, lambda f: f["type"] == "message" and f["conversation_id"] == waiting)
+    assert (await cy.post(f"/console/api/conversations/{waiting}/take")).status_code == 200
+    frames = await until(console, lambda f: f["type"] == "error")
+    assert frames[-1]["code"] == "forbidden"
+    await console.close()
