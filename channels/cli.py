@@ -806,6 +806,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level="info" if args.verbose else "warning",  # access lines only with -v
         log_config=None,  # keep the handlers set above
         timeout_graceful_shutdown=10,  # long-polling Socket.IO clients hold requests open
+        **settings.uvicorn_proxy_options(),
     )
     return 0
 

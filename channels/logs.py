@@ -27,6 +27,18 @@ class ConversationFilter(logging.Filter):
         return True
 
 
+class NoQueryStrings(logging.Filter):
+    """Drops the query string from uvicorn's access lines: a webhook's handshake carries
+    its verify token there (``hub.verify_token``), and no query of ours is worth a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = args[2].split("?", 1)[0]
+            record.args = (*args[:2], path, *args[3:])
+        return True
+
+
 def configure(log_format: LogFormat, level: int = logging.INFO) -> None:
     """Route the root logger (and uvicorn's) to stderr in ``log_format``."""
     handler = logging.StreamHandler(sys.stderr)
@@ -50,3 +62,6 @@ def configure(log_format: LogFormat, level: int = logging.INFO) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, NoQueryStrings) for f in access.filters):
+        access.addFilter(NoQueryStrings())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     hello_timeout_s: float = Field(default=30.0, gt=0)
     """A widget connection that sends no ``hello`` within this long is closed (4408)."""
     rate_limit_window_s: float = Field(default=10.0, gt=0)
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses (or CIDR ranges) of the reverse proxies whose ``X-Forwarded-For`` names the
+    client; empty (the default): the header is ignored, the peer is the client (the
+    per-address limits count it). ``*`` trusts every peer (only behind a proxy that sets
+    the header itself)."""
     ws_compression: bool = False
     """permessage-deflate on websockets. Off by default: chat frames are small, and each
     compressed connection holds ~40 KB more of zlib state (10,000 idle widgets: ~0.4 GiB)."""
@@ -178,6 +183,14 @@ class Settings(BaseSettings):
                 "(docs/scale-out.md); or set FRONTDESK_WORKERS=1"
             )
         return self
+
+    def uvicorn_proxy_options(self) -> dict[str, Any]:
+        """uvicorn's proxy-header options for :attr:`trusted_proxies` (uvicorn trusts
+        127.0.0.1 by default: a same-host proxy passing a client's header through would
+        let it choose its address)."""
+        if not self.trusted_proxies:
+            return {"proxy_headers": False, "forwarded_allow_ips": ""}
+        return {"proxy_headers": True, "forwarded_allow_ips": ",".join(self.trusted_proxies)}
 
     @property
     def models_dir(self) -> Path:

@@ -40,6 +40,7 @@ def running_server(
         ws_max_size=settings.max_frame_bytes,
         ws_per_message_deflate=settings.ws_compression,
         lifespan="on",
+        **settings.uvicorn_proxy_options(),  # as `frontdesk serve` runs it
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

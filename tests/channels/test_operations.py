@@ -298,3 +298,47 @@ def test_json_logs_carry_the_conversation_id(capsys: pytest.CaptureFixture[str])
     assert lines[0]["conversation_id"] == "abc123"
     assert lines[0]["level"] == "WARNING" and lines[0]["logger"] == "channels.test"
     assert lines[1]["conversation_id"] is None
+
+
+def test_access_lines_never_hold_a_query_string(capsys: pytest.CaptureFixture[str]) -> None:
+    """A webhook handshake's verify token (in its query string) stays out of the access
+    log; the path and status stay in."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("text", logging.INFO)
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=SECRET&hub.challenge=42",
+            "1.1",
+            200,
+        )
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    line = capsys.readouterr().err
+    assert '"GET /webhooks/whatsapp HTTP/1.1" 200' in line and "SECRET" not in line
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
+    settings: Settings, shop_bundle: Any, trusted: bool
+) -> None:
+    """By default a client cannot pick its address with X-Forwarded-For (the per-address
+    limit still hits); behind a configured proxy the header names the client."""
+    settings = settings.model_copy(update={"trusted_proxies": ["127.0.0.1"] if trusted else []})
+    with running_server(settings, model=shop_bundle) as address:
+        async with httpx.AsyncClient(timeout=30) as http:
+            codes = [
+                (
+                    await http.post(
+                        f"http://{address}/webhooks/rest/webhook",
+                        json={"sender": f"r{n}", "message": "hello"},
+                        headers={"X-Forwarded-For": f"203.0.113.{n}"},
+                    )
+                ).status_code
+                for n in range(7)
+            ]
+    assert (429 in codes) is not trusted
