@@ -123,7 +123,13 @@ async def make_bus_and_locks(settings: Settings) -> tuple[Bus, ConversationLocks
 
     bus = await RedisBus.connect(settings.redis_url)
     ttl = settings.lock_ttl_s
-    return bus, RedisLocks(settings.redis_url, ttl_s=ttl, wait_s=2 * ttl)
+    locks = RedisLocks(
+        settings.redis_url,
+        ttl_s=ttl,
+        wait_s=max(60.0, 2 * ttl),
+        max_connections=settings.redis_max_connections,
+    )
+    return bus, locks
 
 
 def load_current_bundle(

@@ -26,9 +26,13 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     """Redis for the bus and the per-conversation locks (``redis://host:6379/0``), needed
     when several server processes serve one bot (docs/scale-out.md); unset: in-process."""
-    lock_ttl_s: float = Field(default=30.0, gt=0)
+    lock_ttl_s: float = Field(default=6.0, gt=0)
     """A conversation's Redis lock expires this long after its holder stopped renewing it
-    (a crashed replica blocks its conversations at most this long)."""
+    (renewed every third of it: a crashed replica blocks its conversations at most this
+    long)."""
+    redis_max_connections: int = Field(default=50, ge=2)
+    """The Redis connections a process's conversation locks use at most; a command that
+    finds them all busy waits for one."""
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     action_url: str | None = None

@@ -186,3 +186,54 @@ async def test_replicas_answering_concurrently_keep_the_order(
     replies = [e.payload.get("in_reply_to") for e in events if e.role is Role.BOT]
     # each answered once, in order (an escalation would silence the rest: check the prefix)
     assert replies == customer[: len(replies)] and replies
+
+
+async def test_a_burst_of_waiters_never_runs_the_pool_dry(redis_url: str, prefix: str) -> None:
+    """Two "replicas" with 5 Redis connections each, 600 holds queued at once on 20
+    conversations: every one is served, one holder per conversation at a time, no
+    connection error and no LockUnavailable (waiters queue locally and wait for release
+    announcements instead of each polling Redis)."""
+    replicas = [
+        RedisLocks(redis_url, ttl_s=2.0, wait_s=60.0, prefix=prefix, max_connections=5)
+        for _ in range(2)
+    ]
+    inside: dict[str, int] = {}
+    worst = 0
+    served = 0
+
+    async def one(locks: RedisLocks, conversation: str) -> None:
+        nonlocal worst, served
+        async with locks.hold(conversation):
+            inside[conversation] = inside.get(conversation, 0) + 1
+            worst = max(worst, inside[conversation])
+            await asyncio.sleep(0.002)
+            inside[conversation] -= 1
+            served += 1
+
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(one(replicas[n % 2], f"c{n % 20}") for n in range(600)))
+        elapsed = time.monotonic() - started
+    finally:
+        for locks in replicas:
+            await locks.close()
+    assert served == 600 and worst == 1
+    assert elapsed < 45  # 30 holds a conversation, in turn: announced releases, not 20 ms polls
+
+
+async def test_a_dead_holders_lock_is_taken_over_within_its_ttl(
+    redis_url: str, prefix: str
+) -> None:
+    """A holder that stops renewing (its replica died) blocks the conversation at most
+    ttl_s: the heartbeat, not the 30 s it used to be."""
+    dead = RedisLocks(redis_url, ttl_s=1.0, wait_s=5.0, prefix=prefix)
+    alive = RedisLocks(redis_url, ttl_s=1.0, wait_s=5.0, prefix=prefix)
+    try:
+        assert await dead.lock("c1").acquire()  # and the replica dies: no renewal
+        started = time.monotonic()
+        async with alive.hold("c1"):
+            waited = time.monotonic() - started
+    finally:
+        await dead.close()
+        await alive.close()
+    assert waited <= 1.0 + 0.5  # the ttl, and at most one poll
