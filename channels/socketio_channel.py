@@ -57,6 +57,8 @@ async def health() -> dict[str, str]:
 
 CHANNEL = "socketio"
 SHUTDOWN_S = 5.0
+SESSIONS_PER_SOCKET = 5
+"""Sessions one socket may ask for: more is a script creating conversations."""
 """How long a stopping server waits for Socket.IO clients to take what is queued for them."""
 SEND_QUEUE = 512
 """Packets a connection may have waiting to be written, as the widget websocket's send
@@ -105,6 +107,8 @@ class _Socket:
     """Its events are handled one at a time, in the order they arrived."""
     session_id: str | None = None
     arrivals: deque[float] = field(default_factory=deque)
+    sessions: set[str] = field(default_factory=set)
+    """The session ids it asked for (at most :data:`SESSIONS_PER_SOCKET`)."""
 
 
 @dataclass
@@ -222,6 +226,13 @@ class SocketIOChannel:
         runtime = self._require_runtime()
         request = _parse(SessionRequest, data, '{"session_id": "..."} or {}')
         session_id = request.session_id or uuid.uuid4().hex
+        socket.sessions.add(session_id)
+        if self._flooding(socket) or len(socket.sessions) > SESSIONS_PER_SOCKET:
+            # a socket is one customer's: a few sessions (a reload, a reset), not thousands
+            runtime.metrics.refused.labels("socketio_sessions").inc()
+            await self._error(sid, "flooding", "too many sessions on one socket; slow down")
+            await self.sio.disconnect(sid)
+            return
         room = await self._join(sid, socket, session_id)
         if request.session_id is not None and room.conversation_id is None:
             # a returning session: follow its conversation now, so that an agent's

@@ -463,3 +463,17 @@ async def test_rest_sender_that_is_not_an_id_gets_400(server: str, sender: str) 
             headers={"content-type": "application/json"},
         )
     assert response.status_code in (400, 422)
+
+
+async def test_one_socket_cannot_create_conversations_by_the_thousand(live: Live) -> None:
+    """A socket asking for session after session is refused and disconnected after a few
+    (Rasa Webchat asks for one, or again after a reset): no flood of conversations."""
+    async with webchat(live.address) as chat:
+        for n in range(6):
+            await chat.sio.emit("session_request", {"session_id": f"flood-{n}"})
+        async with asyncio.timeout(10):
+            error = await chat.errors.get()
+            await chat.gone.wait()
+    assert error["code"] == "flooding"
+    page = await live.runtime.store.conversations_page()
+    assert sum(1 for r in page if r.channel == "socketio") <= 5
