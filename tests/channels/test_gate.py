@@ -161,3 +161,28 @@ async def test_rollback_after_a_bot_yml_edit_serves_the_old_model_with_its_own_b
         assert said[0]["model"] == "v0001" and said[0]["intent"] == "bot_challenge"
     finally:
         await runtime.stop()
+
+
+def test_frontdesk_test_holds_the_bots_conversations_with_the_served_model(
+    shop_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`frontdesk test` runs tests.yml through the serving path: exit 0 when every check
+    passes, 1 with the failures named when one does not, 2 without a tests file."""
+    passing = tmp_path / "pass.yml"
+    passing.write_text(
+        "- name: shipping\n  customer: how much is shipping?\n  expect: {intent: shipping_costs}\n"
+        "- name: a person\n  customer: I want to talk to a person\n  expect: {handover: true}\n"
+    )
+    failing = tmp_path / "fail.yml"
+    failing.write_text(
+        "- name: wrong on purpose\n  customer: how much is shipping?\n  expect: {intent: greet}\n"
+    )
+    home = ["--bot", str(SHOP), "--home", str(shop_home), "--json"]
+    assert main(["test", *home, "--tests", str(passing)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["checks"] == out["passed"] == 2 and out["version"] == "v0001"
+    assert main(["test", *home, "--tests", str(failing)]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["passed"] == 0 and out["failures"][0]["test"] == "wrong on purpose"
+    assert "shipping_costs" in out["failures"][0]["got"]
+    assert main(["test", *home, "--tests", str(tmp_path / "none.yml")]) == 2
