@@ -132,6 +132,15 @@ the rows, ``epochs`` 0 kept the intents' centroids, a head was never fitted agai
 the validation rows, and the chat logs were indexed, never trained on."""
 
 
+HOW_TO_CONTINUE = {
+    "replay_per_intent",
+    "continue_budget",
+    "continue_lr_scale",
+    "new_intent_min_examples",
+}
+"""Arguments of how a training continues from an earlier model, not of what it learns:
+changing them does not make the current model stale."""
+
 ONLY_FOR_A_KEPT_ENCODER = {"refit_head"}
 """Arguments that change nothing when the encoder was fine-tuned."""
 
@@ -143,7 +152,7 @@ def _trained_otherwise(
     describe; an argument a bundle predates counts as what was done before it existed
     (its default, unless :data:`BEFORE_THE_FIELD` says otherwise). For a ``fine_tuned``
     bundle the arguments of :data:`ONLY_FOR_A_KEPT_ENCODER` are not compared."""
-    ignored = {"device", *(ONLY_FOR_A_KEPT_ENCODER if fine_tuned else ())}
+    ignored = {"device", *HOW_TO_CONTINUE, *(ONLY_FOR_A_KEPT_ENCODER if fine_tuned else ())}
     return any(
         saved.get(f.name, BEFORE_THE_FIELD.get(f.name, f.default)) != getattr(args, f.name)
         for f in fields(TrainingArguments)
