@@ -172,10 +172,12 @@ def test_frontdesk_train_prints_the_report_path(
     )
     home = tmp_path / "home"
     assert main(["train", "--bot", str(bot), "--home", str(home), "--epochs", "0"]) == 0
-    *_, summary, last = capsys.readouterr().out.splitlines()
-    assert summary.startswith("trained v0001: 3 intents")
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("trained v0001"))
+    assert lines[at].startswith("trained v0001: 3 intents")
     report = home / "models" / "v0001" / "reports" / "training.md"
-    assert last == f"report: {report}"
+    assert lines[at + 1] == f"report: {report}"  # then the gate's verdict
+    assert lines[-1] == "gate: v0001 is the first model: current"
     page = report.read_text(encoding="utf-8")
     assert "The encoder was not fine-tuned for the intents: 0 epochs were asked for" in page
     assert "Not trained: 1 (context, reply) pairs are too few to fine-tune on" in page
