@@ -22,8 +22,11 @@ from channels.errors import ChannelError
 from channels.settings import DATABASE_FILE, Settings
 
 if TYPE_CHECKING:
+    from channels.gate import GateRules, Verdict
     from retrieval.bundle import Bundle
+    from retrieval.registry import Registry
     from training.args import TrainingArguments
+    from training.continual import Start
 
 CONTEXT_HELP = (
     "how the dialogue index reads a conversation's last turns: joint (one encoder sequence, "
@@ -671,7 +674,7 @@ def _train(args: argparse.Namespace) -> int:
     return REFUSED_EXIT if verdict.decision == "refused" else 0
 
 
-def _continue_from(current: Path | None, targs: TrainingArguments) -> Any:
+def _continue_from(current: Path | None, targs: TrainingArguments) -> Start | None:
     """Where a training continues from: the current bundle, when it was trained by this
     Frontdesk with the same encoder depth, length and context encoding; else None (from
     the base encoder), with the reason logged."""
@@ -704,14 +707,14 @@ def _continue_from(current: Path | None, targs: TrainingArguments) -> Any:
 
 def _gate(
     settings: Settings,
-    registry: Any,
+    registry: Registry,
     candidate: Path,
     current: Path | None,
     logs: Sequence[Path] | None,
-    rules: Any,
+    rules: GateRules,
     *,
     force: bool,
-) -> Any:
+) -> Verdict:
     """Score the candidate against the current bundle and promote it when it passes (or
     ``force``); the verdict is written into the candidate's folder."""
     from channels.gate import Verdict, evaluate, write_verdict
@@ -736,7 +739,7 @@ def _gate(
     return verdict
 
 
-def _print_verdict(verdict: Any, registry: Any) -> None:
+def _print_verdict(verdict: Verdict, registry: Registry) -> None:
     if verdict.decision == "first":
         print(f"gate: {verdict.candidate} is the first model: current")
         return
