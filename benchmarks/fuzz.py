@@ -151,30 +151,31 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     }
     rng = random.Random(opts.seed)
     tally: Counter[str] = Counter()
+    rss_mb: list[float] = []
     with Server(home, label="fuzz", env=env) as server:
-        rss_before = server.rss_bytes()
+        rss_mb.append(round(server.rss_bytes() / 2**20, 1))
         started = time.monotonic()
         sockets = opts.inputs // 2 // 50
-        await asyncio.gather(
-            *(
-                widget(server.ws_url, random.Random(rng.random()), 50, tally)
-                for _ in range(sockets)
-            ),
-            http_inputs(server.url, random.Random(rng.random()), opts.inputs // 2, tally),
-        )
+        for _ in range(opts.rounds):  # a later round shows whether memory keeps growing
+            await asyncio.gather(
+                *(
+                    widget(server.ws_url, random.Random(rng.random()), 50, tally)
+                    for _ in range(sockets)
+                ),
+                http_inputs(server.url, random.Random(rng.random()), opts.inputs // 2, tally),
+            )
+            await asyncio.sleep(3.0)
+            rss_mb.append(round(server.rss_bytes() / 2**20, 1))
         seconds = time.monotonic() - started
-        await asyncio.sleep(3.0)
         connections = server.metrics().get("frontdesk_connections", -1)
-        rss_after = server.rss_bytes()
         log = server.log_summary()
     return {
         "cpu": cpu_model(),
-        "inputs": opts.inputs,
+        "inputs": opts.inputs * opts.rounds,
         "seconds": round(seconds, 1),
         "tally": dict(tally),
         "connections_left": connections,
-        "rss_mb_before": round(rss_before / 2**20, 1),
-        "rss_mb_after": round(rss_after / 2**20, 1),
+        "rss_mb_at_start_and_after_each_round": rss_mb,
         "log": log,
     }
 
@@ -184,6 +185,7 @@ def main() -> int:
     parser.add_argument("--home", type=Path)
     parser.add_argument("--inputs", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--rounds", type=int, default=1, help="times the inputs are sent")
     opts = parser.parse_args()
     print(json.dumps(asyncio.run(run(opts))))
     return 0
