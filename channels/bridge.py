@@ -48,6 +48,10 @@ class ChannelBridge:
             await self.service.catch_up(event)
         else:
             await self.service.respond(event)
+        return await self.replies_to(event)
+
+    async def replies_to(self, event: StoredEvent) -> list[StoredEvent]:
+        """What the bot said in reply to ``event``, as stored."""
         later = await self.store.events_after(event.conversation_id, event.seq, ANSWER_LIMIT)
         return [
             e

@@ -27,10 +27,15 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.conversation_tests import ConversationTest, StepResult
 from bot.definition import load_bot
 from channels.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.types import BotDefinition
+    from retrieval.bundle import Bundle
 
 CHECKS = ("intent_accuracy", "recall@1", "tests")
 REFUSED_EXIT = 3
@@ -247,13 +252,11 @@ def evaluate(
 
 
 def _intent_outcomes(
-    bundle: object, rows: Sequence[tuple[str, str]]
+    bundle: Bundle, rows: Sequence[tuple[str, str]]
 ) -> dict[str, tuple[bool, str]]:
-    from retrieval.bundle import Bundle
     from training.intent_data import IntentRows
     from training.intent_eval import served_predictions
 
-    assert isinstance(bundle, Bundle)
     p = served_predictions(bundle, IntentRows(tuple(t for t, _ in rows), tuple(y for _, y in rows)))
     return {
         text: (got == truth, f"answered as {got}")
@@ -262,14 +265,12 @@ def _intent_outcomes(
 
 
 def _ranking_outcomes(
-    bundle: object, logs: Sequence[Path], held: frozenset[str]
+    bundle: Bundle, logs: Sequence[Path], held: frozenset[str]
 ) -> dict[str, tuple[bool, str]]:
-    from retrieval.bundle import Bundle
     from training.dialogue_eval import ranking_cases, ranks, score_served
     from training.dialogue_model import read_all, redaction_of
     from training.errors import TrainingError
 
-    assert isinstance(bundle, Bundle)
     chat_logs = [log for log in read_all(logs)[0] if log.id in held]
     try:
         cases = ranking_cases(chat_logs, redact=redaction_of(bundle), redact_contexts=False)
@@ -283,13 +284,13 @@ def _ranking_outcomes(
 
 
 def _test_outcomes(
-    tests: Sequence[ConversationTest], bundle: object, definition: object, settings: Settings
+    tests: Sequence[ConversationTest],
+    bundle: Bundle,
+    definition: BotDefinition,
+    settings: Settings,
 ) -> dict[str, tuple[bool, str]]:
-    from bot.types import BotDefinition
     from channels.conversation_tests import run_tests
-    from retrieval.bundle import Bundle
 
-    assert isinstance(bundle, Bundle) and isinstance(definition, BotDefinition)
     run = asyncio.run(run_tests(tests, bundle, definition, settings))
     return {r.key: (r.passed, _did(r)) for r in run.results}
 

@@ -18,6 +18,7 @@ from pydantic import (
 
 from channels.errors import BadFrame
 from channels.store import StoredEvent
+from channels.store import clean_id as is_clean_id
 
 CLIENT_ID_MAX = 64
 SEEN_WINDOW = 1024
@@ -27,9 +28,8 @@ SEQ_MAX = 2**31 - 1
 
 
 def clean_id(value: str) -> str:
-    """An id must be text a store and a JSON encoder can hold: no NUL, no control
-    character, no lone surrogate."""
-    if any(c < " " or c == "\x7f" or "\ud800" <= c <= "\udfff" for c in value):
+    """An id must be text a store and a JSON encoder can hold (``store.clean_id``)."""
+    if not is_clean_id(value):
         raise ValueError("must hold no control characters or lone surrogates")
     return value
 

@@ -43,6 +43,31 @@ CATCH_UP_WINDOW = 50
 """How far back (in events) a replica looks for earlier unanswered messages (see respond)."""
 
 
+def unanswered_in(
+    window: list[StoredEvent], start: int, upto: int | None = None
+) -> list[StoredEvent]:
+    """The customer messages of ``window`` (events after seq ``start``, in order), up to
+    seq ``upto``, that no bot message answers and that come after the last message a bot
+    message answers and the last status change before ``upto`` (a person handled what came
+    before it)."""
+    floor, replied = start, set()
+    for e in window:
+        reply_to = e.payload.get("in_reply_to") if e.role is Role.BOT else None
+        if isinstance(reply_to, int):
+            replied.add(reply_to)
+            floor = max(floor, reply_to)
+        elif e.kind == "status" and (upto is None or e.seq < upto):
+            floor = max(floor, e.seq)
+    return [
+        e
+        for e in window
+        if e.role is Role.CUSTOMER
+        and floor < e.seq
+        and (upto is None or e.seq <= upto)
+        and e.seq not in replied
+    ]
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -163,14 +188,7 @@ class ConversationService:
             return []
         start = max(0, record.last_seq - 4 * CATCH_UP_WINDOW)
         window = await self.store.events_after(conversation_id, start, 4 * CATCH_UP_WINDOW + 1)
-        floor = start
-        for e in window:
-            reply_to = e.payload.get("in_reply_to") if e.role is Role.BOT else None
-            if isinstance(reply_to, int):
-                floor = max(floor, reply_to)
-            elif e.kind == "status":
-                floor = max(floor, e.seq)
-        return [e for e in window if e.role is Role.CUSTOMER and e.seq > floor]
+        return unanswered_in(window, start)
 
     async def recover(
         self, since: datetime, before: datetime, *, max_age_s: float
@@ -208,19 +226,7 @@ class ConversationService:
         window = await self.store.events_after(
             event.conversation_id, start, event.seq - start + 4 * CATCH_UP_WINDOW
         )
-        floor, replied = start, set()
-        for e in window:
-            reply_to = e.payload.get("in_reply_to") if e.role is Role.BOT else None
-            if isinstance(reply_to, int):
-                replied.add(reply_to)
-                floor = max(floor, reply_to)
-            elif e.kind == "status" and e.seq < event.seq:
-                floor = max(floor, e.seq)
-        return [
-            e
-            for e in window
-            if e.role is Role.CUSTOMER and floor < e.seq <= event.seq and e.seq not in replied
-        ]
+        return unanswered_in(window, start, upto=event.seq)
 
     async def _respond(self, event: StoredEvent) -> None:
         conversation_id = event.conversation_id

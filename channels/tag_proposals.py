@@ -62,6 +62,19 @@ async def proposals(
     return tags + unsure
 
 
+def unsure_about(event: StoredEvent) -> int | None:
+    """The seq of the customer message a bot message shows the bot unsure of (it asked
+    which was meant, or handed over for low confidence), else None."""
+    if event.role is not Role.BOT:
+        return None
+    decision = event.payload.get("decision")
+    unsure = decision == "clarify" or (
+        decision == "escalate" and event.payload.get("reason") == "low_confidence"
+    )
+    asked = event.payload.get("in_reply_to")
+    return asked if unsure and isinstance(asked, int) else None
+
+
 def unsure_and_answered(events: list[StoredEvent]) -> list[StoredEvent]:
     """The customer messages the bot answered unsure (a ``clarify``, or a hand-over for
     low confidence), when an agent wrote in the conversation after them."""
@@ -69,14 +82,8 @@ def unsure_and_answered(events: list[StoredEvent]) -> list[StoredEvent]:
     unsure: list[StoredEvent] = []
     picked: set[int] = set()
     for event in events:
-        if event.role is not Role.BOT:
-            continue
-        decision = event.payload.get("decision")
-        low = decision == "clarify" or (
-            decision == "escalate" and event.payload.get("reason") == "low_confidence"
-        )
-        asked = event.payload.get("in_reply_to")
-        if low and isinstance(asked, int) and asked in by_seq:
+        asked = unsure_about(event)
+        if asked is not None and asked in by_seq:
             message = by_seq[asked]
             if message.role is Role.CUSTOMER and message.text and message.seq not in picked:
                 picked.add(message.seq)

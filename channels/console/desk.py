@@ -29,6 +29,7 @@ from channels.store import (
     StoredEvent,
     UnknownConversation,
 )
+from channels.tag_proposals import unsure_about
 from retrieval.pairs import message_window
 
 CANNED_FILE: Final = "canned.yml"
@@ -214,12 +215,8 @@ class Desk:
         seen: set[tuple[str, int]] = set()
         tagged: dict[str, set[int]] = {}
         for bot in await self.store.recent_bot_messages(scan):
-            decision, asked = bot.payload.get("decision"), bot.payload.get("in_reply_to")
-            unsure = decision == "clarify" or (
-                decision == "escalate" and bot.payload.get("reason") == "low_confidence"
-            )
-            where = (bot.conversation_id, asked)
-            if not unsure or not isinstance(asked, int) or where in seen:
+            asked = unsure_about(bot)
+            if asked is None or (bot.conversation_id, asked) in seen:
                 continue
             seen.add((bot.conversation_id, asked))
             if bot.conversation_id not in tagged:
@@ -230,7 +227,7 @@ class Desk:
             message = await self.store.customer_message(bot.conversation_id, asked)
             if message is None or not message.text:
                 continue
-            why = "clarify" if decision == "clarify" else "low_confidence"
+            why = "clarify" if bot.payload.get("decision") == "clarify" else "low_confidence"
             found.append(ToTag(bot.conversation_id, asked, message.text, message.created_at, why))
             if len(found) >= limit:
                 break

@@ -121,10 +121,9 @@ class Messaging:
         inbound = incoming.inbound
         async with self._order.hold(f"{inbound.channel}:{inbound.sender}"):
             try:
-                answered = await self.bridge.service.catch_up(event)
-                if not answered:
-                    return
-                replies = await self.bridge.answer(event, redelivered=True)
+                if not await self.bridge.service.catch_up(event):
+                    return  # answered (and sent) on its first delivery
+                replies = await self.bridge.replies_to(event)
             except Exception:
                 log.exception("answering %s message %s failed", inbound.channel, inbound.message_id)
                 return
